@@ -1,0 +1,289 @@
+//! Upstream providers: one adapter per wire format behind one calling convention.
+//!
+//! Every adapter takes the client's OpenAI-shaped JSON body and a [`Deployment`], builds
+//! the upstream HTTP request, and turns the upstream answer back into OpenAI's shape
+//! (a whole response, or a stream of `chat.completion.chunk` objects).
+
+pub mod anthropic;
+pub mod azure;
+pub mod error;
+pub mod mock;
+pub mod openai;
+pub mod sse;
+pub mod stream;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use error::{Error, ErrorClass};
+pub use stream::{ChunkStream, StreamItem};
+
+use crate::router::Deployment;
+
+/// Which OpenAI endpoint a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum CallType {
+    Chat,
+    Completion,
+    Embedding,
+}
+
+impl CallType {
+    /// The name LiteLLM uses in spend logs.
+    pub fn litellm_name(self) -> &'static str {
+        match self {
+            CallType::Chat => "acompletion",
+            CallType::Completion => "atext_completion",
+            CallType::Embedding => "aembedding",
+        }
+    }
+
+    /// The OpenAI path suffix, e.g. `chat/completions`.
+    pub fn openai_path(self) -> &'static str {
+        match self {
+            CallType::Chat => "chat/completions",
+            CallType::Completion => "completions",
+            CallType::Embedding => "embeddings",
+        }
+    }
+}
+
+/// The wire format a deployment speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Wire {
+    /// OpenAI and every OpenAI-compatible server.
+    OpenAi,
+    /// Azure OpenAI: deployment in the path, `api-version` query, `api-key` header.
+    Azure,
+    /// Anthropic Messages API.
+    Anthropic,
+    /// The built-in test provider; answers without any network.
+    Mock,
+}
+
+/// Token counts of one request, as the upstream reported them (or as estimated).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Prompt tokens served from the provider's cache (OpenAI `cached_tokens`,
+    /// Anthropic `cache_read_input_tokens`). Included in `prompt_tokens`.
+    pub cache_read_tokens: u64,
+    /// Prompt tokens written to the provider's cache (Anthropic `cache_creation_input_tokens`).
+    /// Included in `prompt_tokens`.
+    pub cache_creation_tokens: u64,
+    /// True when no upstream usage was seen and the counts were estimated locally.
+    pub estimated: bool,
+}
+
+impl Usage {
+    pub fn total_tokens(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+
+    /// Reads OpenAI's `usage` object (also used by every OpenAI-compatible server).
+    pub fn from_openai(v: &Value) -> Option<Usage> {
+        let obj = v.as_object()?;
+        let get = |k: &str| obj.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let cached = obj
+            .get("prompt_tokens_details")
+            .and_then(|d| d.get("cached_tokens"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let prompt = get("prompt_tokens");
+        let completion = match obj.get("completion_tokens").and_then(Value::as_u64) {
+            Some(c) => c,
+            // Embeddings report only prompt and total tokens.
+            None => get("total_tokens").saturating_sub(prompt),
+        };
+        Some(Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            cache_read_tokens: cached,
+            cache_creation_tokens: obj
+                .get("cache_creation_input_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            estimated: false,
+        })
+    }
+
+    /// OpenAI's `usage` object for this usage.
+    pub fn to_openai(&self) -> Value {
+        let mut usage = serde_json::json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens(),
+        });
+        if self.cache_read_tokens > 0 || self.cache_creation_tokens > 0 {
+            usage["prompt_tokens_details"] =
+                serde_json::json!({ "cached_tokens": self.cache_read_tokens });
+        }
+        if self.cache_creation_tokens > 0 {
+            usage["cache_creation_input_tokens"] = self.cache_creation_tokens.into();
+            usage["cache_read_input_tokens"] = self.cache_read_tokens.into();
+        }
+        usage
+    }
+}
+
+/// A complete (non-streaming) answer, already in OpenAI's shape.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub body: Value,
+    pub usage: Option<Usage>,
+}
+
+/// Everything an adapter needs to call one deployment.
+pub struct CallContext<'a> {
+    pub http: &'a reqwest::Client,
+    pub deployment: &'a Deployment,
+    pub call: CallType,
+    /// The client's body; adapters copy what they need and never mutate it.
+    pub body: &'a Value,
+    /// Time allowed for the whole (non-stream) call or until the first stream chunk.
+    pub timeout: Duration,
+}
+
+/// Calls the deployment and returns the whole answer.
+pub async fn call(ctx: &CallContext<'_>) -> Result<Completion, Error> {
+    match ctx.deployment.wire {
+        Wire::Mock => mock::call(ctx).await,
+        Wire::OpenAi | Wire::Azure => {
+            let req = openai::build(ctx, false)?;
+            let bytes = send(ctx, req).await?;
+            openai::parse(ctx.call, &bytes)
+        }
+        Wire::Anthropic => {
+            let req = anthropic::build(ctx, false)?;
+            let bytes = send(ctx, req).await?;
+            anthropic::parse(ctx, &bytes)
+        }
+    }
+}
+
+/// Calls the deployment in streaming mode. The returned stream yields OpenAI chunks
+/// (without `data:` framing) and ends after the upstream's last event.
+pub async fn call_stream(ctx: &CallContext<'_>) -> Result<ChunkStream, Error> {
+    match ctx.deployment.wire {
+        Wire::Mock => mock::call_stream(ctx).await,
+        Wire::OpenAi | Wire::Azure => {
+            let req = openai::build(ctx, true)?;
+            let resp = send_for_stream(ctx, req).await?;
+            Ok(openai::stream(resp))
+        }
+        Wire::Anthropic => {
+            let req = anthropic::build(ctx, true)?;
+            let resp = send_for_stream(ctx, req).await?;
+            Ok(anthropic::stream(ctx, resp))
+        }
+    }
+}
+
+async fn send(ctx: &CallContext<'_>, req: reqwest::RequestBuilder) -> Result<Bytes, Error> {
+    let provider = ctx.deployment.provider_name();
+    let work = async {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Error::from_reqwest(provider, e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| Error::from_reqwest(provider, e))?;
+        if !status.is_success() {
+            return Err(Error::from_status(
+                provider,
+                status.as_u16(),
+                &headers,
+                &bytes,
+            ));
+        }
+        Ok(bytes)
+    };
+    match tokio::time::timeout(ctx.timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::timeout(provider, ctx.timeout)),
+    }
+}
+
+async fn send_for_stream(
+    ctx: &CallContext<'_>,
+    req: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, Error> {
+    let provider = ctx.deployment.provider_name();
+    let work = async {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Error::from_reqwest(provider, e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let headers = resp.headers().clone();
+            let bytes = resp.bytes().await.unwrap_or_default();
+            return Err(Error::from_status(
+                provider,
+                status.as_u16(),
+                &headers,
+                &bytes,
+            ));
+        }
+        Ok(resp)
+    };
+    match tokio::time::timeout(ctx.timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::timeout(provider, ctx.timeout)),
+    }
+}
+
+/// Adds the deployment's `extra_headers` to an upstream request.
+pub(crate) fn with_extra_headers(
+    mut req: reqwest::RequestBuilder,
+    dep: &Deployment,
+) -> reqwest::RequestBuilder {
+    for (k, v) in &dep.extra_headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    req
+}
+
+/// Rough token estimate (about four characters a token) used when an upstream reports
+/// no usage and for pre-call checks. Documented in README as an estimate.
+pub fn estimate_tokens(text_len: usize) -> u64 {
+    (text_len as u64).div_ceil(4)
+}
+
+/// Estimated prompt tokens of an OpenAI-shaped request body.
+pub fn estimate_prompt_tokens(body: &Value) -> u64 {
+    fn text_len(v: &Value) -> usize {
+        match v {
+            Value::String(s) => s.len(),
+            Value::Array(items) => items.iter().map(text_len).sum(),
+            Value::Object(map) => map
+                .iter()
+                // Images are not text; count a fixed small amount for them.
+                .map(|(k, v)| if k == "image_url" { 340 } else { text_len(v) })
+                .sum(),
+            _ => 0,
+        }
+    }
+    let len = ["messages", "prompt", "input", "tools"]
+        .iter()
+        .filter_map(|k| body.get(*k))
+        .map(text_len)
+        .sum::<usize>();
+    // Each chat message carries a few tokens of framing.
+    let framing = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(|m| m.len() as u64 * 4)
+        .unwrap_or(0);
+    estimate_tokens(len) + framing
+}
