@@ -1,4 +1,6 @@
 //! Switchyard: a self-hosted, LiteLLM-compatible LLM gateway in one binary.
 
+pub mod config;
 pub mod providers;
 pub mod router;
+pub mod store;

@@ -1,0 +1,356 @@
+//! The embedded store: one redb file. The only module that imports redb.
+//!
+//! Records are JSON documents keyed by string; spend rows are keyed by an increasing
+//! sequence number so an exporter can stream them in commit order.
+
+mod migrations;
+pub mod tables;
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use tables::Doc;
+use tables::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: String,
+        source: redb::DatabaseError,
+    },
+    #[error("database transaction failed: {0}")]
+    Transaction(#[from] redb::TransactionError),
+    #[error("database table error: {0}")]
+    Table(#[from] redb::TableError),
+    #[error("database storage error: {0}")]
+    Storage(#[from] redb::StorageError),
+    #[error("database commit failed: {0}")]
+    Commit(#[from] redb::CommitError),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("database schema version {found} is newer than this binary supports ({supported})")]
+    TooNew { found: u32, supported: u32 },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// One change in an atomic batch.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Put(Doc, String, Vec<u8>),
+    Delete(Doc, String),
+    PutAlias(String, String),
+    DeleteAlias(String),
+    PutMember { team: String, user: String, role: String },
+    DeleteMember { team: String, user: String },
+}
+
+impl Op {
+    pub fn put<T: Serialize>(doc: Doc, key: impl Into<String>, value: &T) -> Result<Op> {
+        Ok(Op::Put(doc, key.into(), serde_json::to_vec(value)?))
+    }
+}
+
+/// Daily aggregate increments: key in `SPEND_DAILY` form, and a merge function that
+/// folds a delta into the stored value (`None` when absent).
+pub type MergeFn<'a> = &'a dyn Fn(Option<&[u8]>, &[u8]) -> Result<Vec<u8>>;
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    next_seq: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+fn member_key(team: &str, user: &str) -> String {
+    format!("{team}\x1f{user}")
+}
+
+impl Store {
+    /// Opens (or creates) the database file and runs pending migrations.
+    pub fn open(path: &Path) -> Result<Store> {
+        let db = Database::create(path).map_err(|source| Error::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Store::init(db)
+    }
+
+    /// A store in memory, for tests.
+    pub fn memory() -> Result<Store> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|source| Error::Open {
+                path: "(memory)".into(),
+                source,
+            })?;
+        Store::init(db)
+    }
+
+    fn init(db: Database) -> Result<Store> {
+        migrations::run(&db)?;
+        let next = {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(SPEND_LOGS)?;
+            let last = t.last()?.map(|(k, _)| k.value());
+            last.map(|k| k + 1).unwrap_or(1)
+        };
+        Ok(Store {
+            db: Arc::new(db),
+            next_seq: Arc::new(AtomicU64::new(next)),
+        })
+    }
+
+    pub fn schema_version(&self) -> Result<u32> {
+        let tx = self.db.begin_read()?;
+        migrations::read_version(&tx.open_table(META)?)
+    }
+
+    /// Cheap liveness check for readiness probes.
+    pub fn ping(&self) -> Result<()> {
+        let tx = self.db.begin_read()?;
+        tx.open_table(META)?;
+        Ok(())
+    }
+
+    // ---- documents --------------------------------------------------------------
+
+    pub fn get<T: DeserializeOwned>(&self, doc: Doc, key: &str) -> Result<Option<T>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(doc.def())?;
+        let v = t.get(key)?;
+        Ok(match v {
+            Some(v) => Some(serde_json::from_slice(v.value())?),
+            None => None,
+        })
+    }
+
+    /// Every record of a table, in key order.
+    pub fn list<T: DeserializeOwned>(&self, doc: Doc) -> Result<Vec<(String, T)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(doc.def())?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            out.push((k.value().to_owned(), serde_json::from_slice(v.value())?));
+        }
+        Ok(out)
+    }
+
+    pub fn put<T: Serialize>(&self, doc: Doc, key: &str, value: &T) -> Result<()> {
+        self.apply(vec![Op::put(doc, key, value)?])
+    }
+
+    /// Applies every op in one durable transaction.
+    pub fn apply(&self, ops: Vec<Op>) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            for op in &ops {
+                match op {
+                    Op::Put(doc, k, v) => {
+                        tx.open_table(doc.def())?.insert(k.as_str(), v.as_slice())?;
+                    }
+                    Op::Delete(doc, k) => {
+                        tx.open_table(doc.def())?.remove(k.as_str())?;
+                    }
+                    Op::PutAlias(alias, hash) => {
+                        tx.open_table(KEY_ALIASES)?.insert(alias.as_str(), hash.as_str())?;
+                    }
+                    Op::DeleteAlias(alias) => {
+                        tx.open_table(KEY_ALIASES)?.remove(alias.as_str())?;
+                    }
+                    Op::PutMember { team, user, role } => {
+                        tx.open_table(TEAM_MEMBERS)?
+                            .insert(member_key(team, user).as_str(), role.as_str())?;
+                    }
+                    Op::DeleteMember { team, user } => {
+                        tx.open_table(TEAM_MEMBERS)?.remove(member_key(team, user).as_str())?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// `(team, user, role)` for every team membership.
+    pub fn team_members(&self) -> Result<Vec<(String, String, String)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(TEAM_MEMBERS)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            if let Some((team, user)) = k.value().split_once('\x1f') {
+                out.push((team.to_owned(), user.to_owned(), v.value().to_owned()));
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- spend ------------------------------------------------------------------
+
+    /// Appends spend rows, folds their daily aggregates and writes spend counters, all
+    /// in one transaction. Returns the sequence numbers given to the rows.
+    pub fn commit_spend(
+        &self,
+        rows: &[Vec<u8>],
+        daily: &[(String, Vec<u8>)],
+        merge: MergeFn<'_>,
+        counters: &[(String, Vec<u8>)],
+    ) -> Result<std::ops::Range<u64>> {
+        let tx = self.db.begin_write()?;
+        let start = self.next_seq.load(Ordering::SeqCst);
+        {
+            let mut logs = tx.open_table(SPEND_LOGS)?;
+            for (i, row) in rows.iter().enumerate() {
+                logs.insert(start + i as u64, row.as_slice())?;
+            }
+            let mut agg = tx.open_table(SPEND_DAILY)?;
+            for (k, delta) in daily {
+                let merged = {
+                    let old = agg.get(k.as_str())?;
+                    merge(old.as_ref().map(|v| v.value()), delta)?
+                };
+                agg.insert(k.as_str(), merged.as_slice())?;
+            }
+            let mut ctr = tx.open_table(SPEND_COUNTERS)?;
+            for (k, v) in counters {
+                ctr.insert(k.as_str(), v.as_slice())?;
+            }
+        }
+        tx.commit()?;
+        let end = start + rows.len() as u64;
+        self.next_seq.store(end, Ordering::SeqCst);
+        Ok(start..end)
+    }
+
+    /// Spend rows with sequence in `(after, ..]`, oldest first, at most `limit`.
+    pub fn spend_rows_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(SPEND_LOGS)?;
+        let mut out = Vec::new();
+        for item in t.range((Bound::Excluded(after), Bound::Unbounded))? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Spend rows with sequence below `before`, newest first, at most `limit`.
+    pub fn spend_rows_before(&self, before: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(SPEND_LOGS)?;
+        let mut out = Vec::new();
+        for item in t.range(..before)?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn spend_row_count(&self) -> Result<u64> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(SPEND_LOGS)?.len()?)
+    }
+
+    /// Deletes the oldest rows while `expired` says so; stops at the first kept row.
+    pub fn prune_spend_rows(&self, expired: &dyn Fn(&[u8]) -> bool) -> Result<u64> {
+        let tx = self.db.begin_write()?;
+        let mut n = 0;
+        {
+            let mut t = tx.open_table(SPEND_LOGS)?;
+            loop {
+                let first = match t.first()? {
+                    Some((k, v)) if expired(v.value()) => k.value(),
+                    _ => break,
+                };
+                t.remove(first)?;
+                n += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Daily aggregates whose key starts in `[from_day, to_day]` (inclusive, `YYYY-MM-DD`).
+    pub fn daily_aggregates(&self, from_day: &str, to_day: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(SPEND_DAILY)?;
+        let upper = format!("{to_day}\x1f\u{10ffff}");
+        let mut out = Vec::new();
+        for item in t.range(from_day..upper.as_str())? {
+            let (k, v) = item?;
+            out.push((k.value().to_owned(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_round_trip_and_batches_are_atomic() {
+        let s = Store::memory().unwrap();
+        s.put(Doc::Teams, "t1", &serde_json::json!({"a": 1})).unwrap();
+        let v: Option<serde_json::Value> = s.get(Doc::Teams, "t1").unwrap();
+        assert_eq!(v, Some(serde_json::json!({"a": 1})));
+        s.apply(vec![
+            Op::Delete(Doc::Teams, "t1".into()),
+            Op::PutMember { team: "t2".into(), user: "u".into(), role: "admin".into() },
+        ])
+        .unwrap();
+        assert!(s.list::<serde_json::Value>(Doc::Teams).unwrap().is_empty());
+        assert_eq!(s.team_members().unwrap(), vec![("t2".into(), "u".into(), "admin".into())]);
+    }
+
+    #[test]
+    fn spend_rows_get_increasing_sequences_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let merge = |old: Option<&[u8]>, d: &[u8]| -> Result<Vec<u8>> {
+            let a: u64 = old.map(|o| String::from_utf8_lossy(o).parse().unwrap()).unwrap_or(0);
+            let b: u64 = String::from_utf8_lossy(d).parse().unwrap();
+            Ok((a + b).to_string().into_bytes())
+        };
+        {
+            let s = Store::open(&path).unwrap();
+            let r = s
+                .commit_spend(&[b"a".to_vec(), b"b".to_vec()], &[("2026-01-01\x1fk".into(), b"2".to_vec())], &merge, &[])
+                .unwrap();
+            assert_eq!(r, 1..3);
+        }
+        let s = Store::open(&path).unwrap();
+        let r = s
+            .commit_spend(&[b"c".to_vec()], &[("2026-01-01\x1fk".into(), b"3".to_vec())], &merge, &[])
+            .unwrap();
+        assert_eq!(r, 3..4);
+        let rows = s.spend_rows_after(1, 10).unwrap();
+        assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(s.spend_rows_before(3, 10).unwrap()[0].0, 2);
+        let agg = s.daily_aggregates("2026-01-01", "2026-01-01").unwrap();
+        assert_eq!(agg[0].1, b"5".to_vec());
+        assert_eq!(s.prune_spend_rows(&|v| v == b"a").unwrap(), 1);
+        assert_eq!(s.spend_row_count().unwrap(), 2);
+        assert_eq!(s.schema_version().unwrap(), migrations::CURRENT);
+    }
+}
