@@ -87,9 +87,14 @@ fn messages_body(body: &Value, dep: &Deployment, stream: bool) -> Result<Value, 
     }
     let stops: Vec<Value> = match src.get("stop") {
         Some(Value::String(s)) => vec![Value::String(s.clone())],
-        Some(Value::Array(items)) => items.iter().filter(|v| v.is_string()).cloned().collect(),
+        Some(Value::Array(items)) => items.clone(),
         _ => vec![],
     };
+    // Anthropic rejects whitespace-only stop sequences.
+    let stops: Vec<Value> = stops
+        .into_iter()
+        .filter(|v| v.as_str().is_some_and(|s| !s.trim().is_empty()))
+        .collect();
     if !stops.is_empty() {
         out.insert("stop_sequences".into(), Value::Array(stops));
     }
@@ -576,35 +581,45 @@ mod tests {
         d
     }
 
-    fn build_with(dep: &Deployment, call: CallType, body: Value, stream: bool) -> reqwest::Request {
+    fn with_ctx<R>(
+        dep: &Deployment,
+        call: CallType,
+        body: &Value,
+        f: impl FnOnce(&CallContext<'_>) -> R,
+    ) -> R {
         let http = reqwest::Client::new();
-        let ctx = CallContext {
+        let timeout = Duration::from_secs(5);
+        f(&CallContext {
             http: &http,
             deployment: dep,
             call,
-            body: &body,
-            timeout: Duration::from_secs(5),
-        };
-        build(&ctx, stream).unwrap().build().unwrap()
+            body,
+            timeout,
+        })
     }
 
-    fn translate(body: Value) -> Value {
-        let req = build_with(&deployment(), CallType::Chat, body, false);
+    fn build_with(dep: &Deployment, call: CallType, body: Value, stream: bool) -> reqwest::Request {
+        with_ctx(dep, call, &body, |c| {
+            build(c, stream).unwrap().build().unwrap()
+        })
+    }
+
+    fn sent_body(req: &reqwest::Request) -> Value {
         serde_json::from_slice(req.body().unwrap().as_bytes().unwrap()).unwrap()
     }
 
+    fn translate(body: Value) -> Value {
+        sent_body(&build_with(&deployment(), CallType::Chat, body, false))
+    }
+
+    fn try_parse(bytes: &[u8]) -> Result<Completion, Error> {
+        with_ctx(&deployment(), CallType::Chat, &json!({}), |c| {
+            parse(c, bytes)
+        })
+    }
+
     fn parse_json(body: Value) -> Completion {
-        let dep = deployment();
-        let http = reqwest::Client::new();
-        let req = json!({});
-        let ctx = CallContext {
-            http: &http,
-            deployment: &dep,
-            call: CallType::Chat,
-            body: &req,
-            timeout: Duration::from_secs(5),
-        };
-        parse(&ctx, body.to_string().as_bytes()).unwrap()
+        try_parse(body.to_string().as_bytes()).unwrap()
     }
 
     #[test]
@@ -619,8 +634,7 @@ mod tests {
         assert_eq!(h["anthropic-version"], "2023-06-01");
         assert_eq!(h["content-type"], "application/json");
         assert_eq!(h["anthropic-beta"], "prompt-caching");
-        let sent: Value = serde_json::from_slice(req.body().unwrap().as_bytes().unwrap()).unwrap();
-        assert_eq!(sent["stream"], true);
+        assert_eq!(sent_body(&req)["stream"], true);
 
         dep.api_base = "https://proxy.example.com/anthropic/v1".into();
         let req = build_with(&dep, CallType::Chat, body, false);
@@ -632,18 +646,11 @@ mod tests {
 
     #[test]
     fn embeddings_and_text_completions_are_rejected() {
-        let dep = deployment();
-        let http = reqwest::Client::new();
-        let body = json!({"input":"x"});
         for call in [CallType::Embedding, CallType::Completion] {
-            let ctx = CallContext {
-                http: &http,
-                deployment: &dep,
-                call,
-                body: &body,
-                timeout: Duration::from_secs(5),
-            };
-            let err = build(&ctx, false).unwrap_err();
+            let err = with_ctx(&deployment(), call, &json!({"input":"x"}), |c| {
+                build(c, false)
+            })
+            .unwrap_err();
             assert_eq!(err.status, 400);
             assert!(err.message.contains("not supported by anthropic"));
         }
@@ -688,9 +695,9 @@ mod tests {
         dep.default_params.insert("top_k".into(), json!(5));
         dep.default_params
             .insert("frequency_penalty".into(), json!(1));
-        let body = json!({"messages":[{"role":"user","content":"hi"}],"max_completion_tokens":100,"temperature":0,"stop":["a","b"]});
+        let body = json!({"messages":[{"role":"user","content":"hi"}],"max_completion_tokens":100,"temperature":0,"stop":["a","\n","b"]});
         let req = build_with(&dep, CallType::Chat, body, false);
-        let sent: Value = serde_json::from_slice(req.body().unwrap().as_bytes().unwrap()).unwrap();
+        let sent = sent_body(&req);
         assert_eq!(sent["max_tokens"], 100);
         assert_eq!(sent["temperature"], 0);
         assert_eq!(sent["top_k"], 5);
@@ -873,17 +880,10 @@ mod tests {
 
     #[test]
     fn malformed_answers_are_bad_responses() {
-        let dep = deployment();
-        let http = reqwest::Client::new();
-        let body = json!({});
-        let ctx = CallContext {
-            http: &http,
-            deployment: &dep,
-            call: CallType::Chat,
-            body: &body,
-            timeout: Duration::from_secs(5),
-        };
-        assert_eq!(parse(&ctx, b"not json").unwrap_err().status, 502);
-        assert_eq!(parse(&ctx, b"{\"id\":\"x\"}").unwrap_err().status, 502);
+        assert_eq!(try_parse(b"not json").unwrap_err().status, 502);
+        assert_eq!(try_parse(b"{\"id\":\"x\"}").unwrap_err().status, 502);
+        let overloaded =
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        assert_eq!(try_parse(overloaded).unwrap_err().status, 529);
     }
 }
