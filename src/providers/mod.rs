@@ -5,6 +5,7 @@
 //! (a whole response, or a stream of `chat.completion.chunk` objects).
 
 pub mod anthropic;
+pub mod anthropic_stream;
 pub mod azure;
 pub mod error;
 pub mod mock;
