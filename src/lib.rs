@@ -2,3 +2,4 @@
 
 pub mod providers;
 pub mod router;
+pub mod spend;
