@@ -3,4 +3,5 @@
 pub mod config;
 pub mod providers;
 pub mod router;
+pub mod spend;
 pub mod store;
