@@ -1,7 +1,12 @@
 //! Switchyard: a self-hosted, LiteLLM-compatible LLM gateway in one binary.
 
+pub mod admin;
+pub mod app;
+pub mod auth;
 pub mod config;
+pub mod governance;
 pub mod providers;
+pub mod proxy;
 pub mod router;
 pub mod spend;
 pub mod store;

@@ -1,1 +1,78 @@
-fn main() {}
+//! The `switchyard` binary: parse the command line, then hand over to `app::run`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "switchyard", version, about = "A self-hosted, LiteLLM-compatible LLM gateway")]
+struct Cli {
+    /// LiteLLM-format config.yaml.
+    #[arg(long, env = "SWITCHYARD_CONFIG", default_value = "config/example.yaml")]
+    config: PathBuf,
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    host: String,
+    #[arg(long, env = "PORT", default_value_t = 4000)]
+    port: u16,
+    /// Where the redb file lives.
+    #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// A price file in LiteLLM's JSON format, loaded over the built-in prices.
+    #[arg(long, env = "SWITCHYARD_PRICES")]
+    prices: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a config file and print its model groups.
+    CheckConfig { path: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    if let Some(Command::CheckConfig { path }) = cli.command {
+        return match switchyard::config::Config::load(&path) {
+            Ok(cfg) => {
+                println!("{}: ok", path.display());
+                for group in cfg.model_groups() {
+                    let deps: Vec<String> = cfg
+                        .deployments
+                        .iter()
+                        .filter(|d| d.model_name == group)
+                        .map(|d| format!("{}/{} ({})", d.provider, d.upstream_model, d.id))
+                        .collect();
+                    println!("  {group}: {}", deps.join(", "));
+                }
+                for f in &cfg.ignored {
+                    println!("  ignored: {f}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = switchyard::app::Options { config: cli.config, host: cli.host, port: cli.port, data_dir: cli.data_dir, prices: cli.prices };
+    match runtime.block_on(switchyard::app::run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::Deployment;
+use crate::spend::prices::ModelPrice;
 
 /// How fast the latency average forgets: weight of a sample taken `tau` after the last.
 const EWMA_TAU: Duration = Duration::from_secs(10);
@@ -20,8 +21,8 @@ pub struct DeploymentState {
     pub dep: Deployment,
     /// Largest prompt it accepts (model_info or price table), for pre-call checks.
     pub context_window: Option<u64>,
-    /// (input, output) USD per token, for cost-based routing.
-    pub cost_per_token: Option<(f64, f64)>,
+    /// The deployment's price (table + overrides), for cost and cost-based routing.
+    pub price: Option<ModelPrice>,
     in_flight: AtomicU64,
     inner: Mutex<Live>,
 }
@@ -95,11 +96,12 @@ fn epoch() -> Instant {
 }
 
 impl DeploymentState {
-    pub fn new(dep: Deployment, context_window: Option<u64>, cost_per_token: Option<(f64, f64)>) -> Arc<Self> {
+    pub fn new(dep: Deployment, price: Option<ModelPrice>) -> Arc<Self> {
+        let context_window = dep.context_window_override().or(price.as_ref().and_then(|p| p.max_input_tokens));
         Arc::new(DeploymentState {
             dep,
             context_window,
-            cost_per_token,
+            price,
             in_flight: AtomicU64::new(0),
             inner: Mutex::new(Live::default()),
         })
@@ -244,7 +246,7 @@ mod tests {
 
     #[test]
     fn failures_beyond_allowed_fails_start_a_cooldown() {
-        let s = DeploymentState::new(crate::router::test_deployment("a", "g", crate::providers::Wire::OpenAi), None, None);
+        let s = DeploymentState::new(crate::router::test_deployment("a", "g", crate::providers::Wire::OpenAi), None);
         let cd = Duration::from_secs(5);
         assert!(!s.record_failure("x", false, 1, cd));
         assert!(s.record_failure("x", false, 1, cd));
@@ -254,7 +256,7 @@ mod tests {
 
     #[test]
     fn in_flight_guard_counts_and_releases() {
-        let s = DeploymentState::new(crate::router::test_deployment("a", "g", crate::providers::Wire::OpenAi), None, None);
+        let s = DeploymentState::new(crate::router::test_deployment("a", "g", crate::providers::Wire::OpenAi), None);
         let g1 = s.start();
         let g2 = s.start();
         assert_eq!(s.in_flight(), 2);

@@ -38,7 +38,7 @@ pub fn choose(cands: &[Arc<DeploymentState>], p: &mut Pick<'_>) -> Option<usize>
         RoutingStrategy::UsageBased => usage_based(cands, p),
         RoutingStrategy::LatencyBased => Some(latency_based(cands, p)),
         RoutingStrategy::CostBased => {
-            let cost = |c: &DeploymentState| c.cost_per_token.map(|(i, o)| i + o).unwrap_or(f64::MAX);
+            let cost = |c: &DeploymentState| c.price.as_ref().map(|p| p.input_cost_per_token + p.output_cost_per_token).unwrap_or(f64::MAX);
             let min = cands.iter().map(|c| cost(c)).fold(f64::MAX, f64::min);
             let tied: Vec<usize> = (0..cands.len()).filter(|i| cost(&cands[*i]) <= min).collect();
             // Among equally cheap ones, the least busy.
@@ -121,7 +121,7 @@ mod tests {
     fn dep(id: &str, f: impl FnOnce(&mut crate::router::Deployment)) -> Arc<DeploymentState> {
         let mut d = crate::router::test_deployment(id, "g", Wire::OpenAi);
         f(&mut d);
-        DeploymentState::new(d, None, None)
+        DeploymentState::new(d, None)
     }
 
     fn counts(cands: &[Arc<DeploymentState>], strategy: RoutingStrategy, n: usize) -> Vec<usize> {
@@ -176,8 +176,9 @@ mod tests {
 
     #[test]
     fn cost_based_picks_the_cheapest() {
-        let a = DeploymentState::new(crate::router::test_deployment("a", "g", Wire::OpenAi), None, Some((1e-5, 3e-5)));
-        let b = DeploymentState::new(crate::router::test_deployment("b", "g", Wire::OpenAi), None, Some((1e-7, 4e-7)));
+        let price = |i: f64, o: f64| crate::spend::prices::ModelPrice { input_cost_per_token: i, output_cost_per_token: o, ..Default::default() };
+        let a = DeploymentState::new(crate::router::test_deployment("a", "g", Wire::OpenAi), Some(price(1e-5, 3e-5)));
+        let b = DeploymentState::new(crate::router::test_deployment("b", "g", Wire::OpenAi), Some(price(1e-7, 4e-7)));
         assert_eq!(counts(&[a, b], RoutingStrategy::CostBased, 10), vec![0, 10]);
     }
 }

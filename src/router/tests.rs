@@ -8,7 +8,7 @@ fn router(settings: RouterSettings, deps: Vec<(&str, &str, Option<u32>)>) -> Rou
         .map(|(id, group, order)| {
             let mut d = test_deployment(id, group, Wire::OpenAi);
             d.order = order;
-            DeploymentState::new(d, None, None)
+            DeploymentState::new(d, None)
         })
         .collect();
     Router::new(settings, states)

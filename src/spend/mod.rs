@@ -2,3 +2,8 @@
 
 pub mod cost;
 pub mod prices;
+pub mod log;
+pub mod writer;
+
+pub use log::{DailyAggregate, SpendRow};
+pub use writer::SpendWriter;

@@ -1,0 +1,365 @@
+#!/usr/bin/env bash
+# Switchyard overhead benchmark: direct-to-mock vs through-the-gateway.
+#
+#   bash bench/run.sh                  # 10 s per run
+#   BENCH_SECONDS=3 bash bench/run.sh  # quicker
+#
+# Environment knobs (all optional):
+#   BENCH_SECONDS       seconds per load run (default 10)
+#   BENCH_WARMUP        seconds of warm-up per target, results discarded (default 1)
+#   BENCH_CONCURRENCY   space-separated concurrency levels (default "1 16 64")
+#   BENCH_STREAM_CONC   concurrency of the streaming run, "" to skip (default 16)
+#   BENCH_SKIP_BUILD=1  do not run cargo build (use existing release binaries)
+#   BENCH_DIRECT_ONLY=1 only benchmark the mock upstream (no gateway)
+#   BENCH_TOOL          force "oha" or "wrk"
+#   BENCH_OUT           also write the raw results as JSON to this path
+#   BENCH_KEEP=1        keep the temp dir (config, logs, raw outputs)
+#
+# Only 127.0.0.1 is ever contacted, except crates.io / apt when the load tool
+# has to be installed. Layout: gateway on core 0, mock upstream + load tool on
+# core 1 (taskset), when the machine has at least 2 cores.
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$BENCH_DIR/.." && pwd)"
+SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
+WARMUP="${BENCH_WARMUP:-1}"
+CONCURRENCY="${BENCH_CONCURRENCY:-1 16 64}"
+STREAM_CONC="${BENCH_STREAM_CONC-16}"
+MASTER_KEY="sk-bench-master"
+BODY='{"model":"bench","messages":[{"role":"user","content":"hi"}]}'
+STREAM_BODY='{"model":"bench","messages":[{"role":"user","content":"hi"}],"stream":true}'
+TOOLS_DIR="$BENCH_DIR/.tools"
+MOCK_BIN="$BENCH_DIR/mock-upstream/target/release/mock-upstream"
+GW_BIN="$ROOT/target/release/switchyard"
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- cleanup
+PIDS=()
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/switchyard-bench.XXXXXX")"
+cleanup() {
+  local rc=$?
+  for pid in "${PIDS[@]:-}"; do
+    [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]:-}"; do
+    [[ -n "$pid" ]] && wait "$pid" 2>/dev/null || true
+  done
+  if [[ "${BENCH_KEEP:-0}" == 1 ]]; then
+    log "kept work dir: $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- prerequisites
+SUDO=""
+if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+APT_UPDATED=0
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || return 1
+  if [[ $APT_UPDATED == 0 ]]; then $SUDO apt-get update -qq >&2 || return 1; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >&2
+}
+command -v cargo >/dev/null 2>&1 || die "cargo not found (install the Rust toolchain)"
+command -v python3 >/dev/null 2>&1 || apt_install python3 || die "python3 is required"
+command -v taskset >/dev/null 2>&1 || apt_install util-linux || true
+
+NCPU=$(nproc 2>/dev/null || echo 1)
+if command -v taskset >/dev/null 2>&1 && (( NCPU >= 2 )); then
+  PIN_GW=(taskset -c 0); PIN_MOCK=(taskset -c 1); PIN_LOAD=(taskset -c 1)
+else
+  log "warning: taskset unavailable or fewer than 2 cores; running unpinned"
+  PIN_GW=(); PIN_MOCK=(); PIN_LOAD=()
+fi
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Blocks until GET url answers 200 or the timeout (s) expires; also fails if pid dies.
+wait_http_200() {
+  local url=$1 pid=$2 timeout=${3:-30}
+  python3 - "$url" "$pid" "$timeout" <<'PY'
+import os, sys, time, urllib.request
+url, pid, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+deadline = time.time() + timeout
+while time.time() < deadline:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit("process %d exited before %s answered" % (pid, url))
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            if r.status == 200:
+                sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.05)
+sys.exit("timed out waiting for %s" % url)
+PY
+}
+
+# POSTs once and checks for a 200; prints status + body head on failure.
+check_post() {
+  local url=$1 body=$2 auth=${3:-}
+  python3 - "$url" "$body" "$auth" <<'PY'
+import sys, urllib.request, urllib.error
+url, body, auth = sys.argv[1], sys.argv[2].encode(), sys.argv[3]
+req = urllib.request.Request(url, data=body, method="POST",
+                             headers={"Content-Type": "application/json"})
+if auth:
+    req.add_header("Authorization", "Bearer " + auth)
+try:
+    with urllib.request.urlopen(req, timeout=10) as r:
+        data = r.read()
+        if r.status != 200:
+            sys.exit("HTTP %d from %s: %s" % (r.status, url, data[:300]))
+except urllib.error.HTTPError as e:
+    sys.exit("HTTP %d from %s: %s" % (e.code, url, e.read()[:300]))
+except Exception as e:
+    sys.exit("request to %s failed: %s" % (url, e))
+PY
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# ---------------------------------------------------------------- build
+if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+  log "building mock upstream (release)"
+  cargo build --release --quiet --manifest-path "$BENCH_DIR/mock-upstream/Cargo.toml" \
+    || die "mock upstream build failed"
+  if [[ "${BENCH_DIRECT_ONLY:-0}" != 1 ]]; then
+    log "building switchyard (release)"
+    (cd "$ROOT" && cargo build --release --quiet) || die "switchyard build failed"
+  fi
+fi
+[[ -x "$MOCK_BIN" ]] || die "missing $MOCK_BIN"
+if [[ "${BENCH_DIRECT_ONLY:-0}" != 1 ]]; then [[ -x "$GW_BIN" ]] || die "missing $GW_BIN"; fi
+
+# ---------------------------------------------------------------- load tool
+TOOL="${BENCH_TOOL:-}"
+OHA=""; WRK=""
+find_oha() {
+  if [[ -x "$TOOLS_DIR/bin/oha" ]]; then OHA="$TOOLS_DIR/bin/oha"
+  elif command -v oha >/dev/null 2>&1; then OHA="$(command -v oha)"; fi
+  [[ -n "$OHA" ]]
+}
+if [[ -z "$TOOL" || "$TOOL" == oha ]]; then
+  if ! find_oha; then
+    log "installing oha into $TOOLS_DIR (cargo install oha --locked)"
+    if cargo install oha --locked --root "$TOOLS_DIR" >&2; then find_oha || true; fi
+  fi
+  if [[ -n "$OHA" ]]; then TOOL=oha
+  elif [[ "$TOOL" == oha ]]; then die "oha unavailable"; fi
+fi
+if [[ -z "$TOOL" || "$TOOL" == wrk ]]; then
+  if ! command -v wrk >/dev/null 2>&1; then
+    log "installing wrk via apt-get"
+    apt_install wrk || die "could not install a load tool (oha or wrk)"
+  fi
+  WRK="$(command -v wrk)"; TOOL=wrk
+fi
+log "load tool: $TOOL"
+
+if [[ $TOOL == oha ]]; then
+  # Newer oha spells JSON output --output-format json; older ones use --json.
+  if "$OHA" --help 2>&1 | grep -q -- '--output-format'; then
+    OHA_JSON=(--output-format json)
+  else
+    OHA_JSON=(--json)
+  fi
+else
+  cat >"$WORK/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = os.getenv("BENCH_BODY")
+wrk.headers["Content-Type"] = "application/json"
+local auth = os.getenv("BENCH_AUTH")
+if auth ~= nil and auth ~= "" then wrk.headers["Authorization"] = "Bearer " .. auth end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  local errs = e.connect + e.read + e.write + e.timeout + e.status
+  io.write(string.format(
+    '\n@@JSON {"requests":%d,"duration_us":%d,"errors":%d,"p50_us":%f,"p99_us":%f}\n',
+    summary.requests, summary.duration, errs,
+    latency:percentile(50), latency:percentile(99)))
+end
+LUA
+fi
+
+# run_load NAME URL CONC SECONDS BODY AUTH -> writes $WORK/NAME.json (normalised)
+run_load() {
+  local name=$1 url=$2 conc=$3 secs=$4 body=$5 auth=${6:-}
+  local raw="$WORK/$name.raw" out="$WORK/$name.json"
+  if [[ $TOOL == oha ]]; then
+    local hdr=(-H "Content-Type: application/json")
+    [[ -n "$auth" ]] && hdr+=(-H "Authorization: Bearer $auth")
+    "${PIN_LOAD[@]}" "$OHA" --no-tui "${OHA_JSON[@]}" -z "${secs}s" -c "$conc" \
+      -m POST "${hdr[@]}" -d "$body" "$url" >"$raw" 2>"$WORK/$name.err" \
+      || { cat "$WORK/$name.err" >&2; die "oha failed ($name)"; }
+    python3 - "$raw" "$out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+s = d.get("summary", {})
+lat = d.get("latencyPercentiles", {})
+codes = {str(k): v for k, v in (d.get("statusCodeDistribution") or {}).items()}
+ok = sum(v for k, v in codes.items() if k.startswith("2"))
+bad = sum(v for k, v in codes.items() if not k.startswith("2"))
+errs = sum((d.get("errorDistribution") or {}).values())
+total_t = s.get("total") or 0
+json.dump({
+    "rps": ok / total_t if total_t else float(s.get("requestsPerSec") or 0),
+    "p50_ms": (lat.get("p50") or 0) * 1000.0,
+    "p99_ms": (lat.get("p99") or 0) * 1000.0,
+    "ok": ok, "failed": bad + errs, "codes": codes,
+    "errors": d.get("errorDistribution") or {},
+}, open(sys.argv[2], "w"))
+PY
+  else
+    local threads=1
+    BENCH_BODY="$body" BENCH_AUTH="$auth" "${PIN_LOAD[@]}" "$WRK" -t "$threads" -c "$conc" \
+      -d "${secs}s" --latency -s "$WORK/post.lua" "$url" >"$raw" 2>&1 \
+      || { cat "$raw" >&2; die "wrk failed ($name)"; }
+    python3 - "$raw" "$out" <<'PY'
+import json, sys
+line = [l for l in open(sys.argv[1]) if l.startswith("@@JSON ")][-1]
+d = json.loads(line[len("@@JSON "):])
+secs = d["duration_us"] / 1e6
+ok = d["requests"] - d["errors"]
+json.dump({"rps": ok / secs if secs else 0.0,
+           "p50_ms": d["p50_us"] / 1000.0, "p99_ms": d["p99_us"] / 1000.0,
+           "ok": ok, "failed": d["errors"]}, open(sys.argv[2], "w"))
+PY
+  fi
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("[bench]   %-22s %9.0f rps  p50 %.3f ms  p99 %.3f ms  ok %d  failed %d" % (sys.argv[2], d["rps"], d["p50_ms"], d["p99_ms"], d["ok"], d["failed"]))' \
+    "$out" "$name" >&2
+}
+
+# ---------------------------------------------------------------- start servers
+MPORT="${BENCH_MOCK_PORT:-$(free_port)}"
+log "starting mock upstream on 127.0.0.1:$MPORT (${PIN_MOCK[*]:-unpinned})"
+"${PIN_MOCK[@]}" "$MOCK_BIN" --port "$MPORT" >"$WORK/mock.log" 2>&1 &
+MOCK_PID=$!; PIDS+=("$MOCK_PID")
+wait_http_200 "http://127.0.0.1:$MPORT/health" "$MOCK_PID" 15 || { cat "$WORK/mock.log" >&2; die "mock upstream did not start"; }
+MOCK_URL="http://127.0.0.1:$MPORT/v1/chat/completions"
+check_post "$MOCK_URL" "$BODY" || die "mock upstream sanity request failed"
+
+GW_URL=""; GW_PID=""; RSS_IDLE=0; RSS_AFTER=0
+if [[ "${BENCH_DIRECT_ONLY:-0}" != 1 ]]; then
+  GPORT="${BENCH_GATEWAY_PORT:-$(free_port)}"
+  CFG="$WORK/config.yaml"
+  mkdir -p "$WORK/data"
+  cat >"$CFG" <<YAML
+model_list:
+  - model_name: bench
+    litellm_params:
+      model: openai/bench
+      api_base: http://127.0.0.1:$MPORT/v1
+      api_key: sk-x
+
+general_settings:
+  master_key: $MASTER_KEY
+YAML
+  log "starting switchyard on 127.0.0.1:$GPORT (${PIN_GW[*]:-unpinned})"
+  "${PIN_GW[@]}" "$GW_BIN" --config "$CFG" --port "$GPORT" --data-dir "$WORK/data" \
+    >"$WORK/gateway.log" 2>&1 &
+  GW_PID=$!; PIDS+=("$GW_PID")
+  if ! wait_http_200 "http://127.0.0.1:$GPORT/health/liveliness" "$GW_PID" 60; then
+    tail -n 40 "$WORK/gateway.log" >&2 || true
+    die "gateway did not become live"
+  fi
+  sleep 1
+  RSS_IDLE=$(rss_kb "$GW_PID")
+  log "gateway idle RSS: $RSS_IDLE kB"
+  GW_URL="http://127.0.0.1:$GPORT/v1/chat/completions"
+  if ! check_post "$GW_URL" "$BODY" "$MASTER_KEY"; then
+    tail -n 40 "$WORK/gateway.log" >&2 || true
+    die "gateway sanity request failed (chat completions through the gateway)"
+  fi
+fi
+
+# ---------------------------------------------------------------- load
+ROWS=()
+bench_pair() {  # LABEL CONC BODY
+  local label=$1 conc=$2 body=$3
+  if (( WARMUP > 0 )); then
+    run_load "warmup-direct-$label" "$MOCK_URL" "$conc" "$WARMUP" "$body"
+    if [[ -n "$GW_URL" ]]; then
+      run_load "warmup-gateway-$label" "$GW_URL" "$conc" "$WARMUP" "$body" "$MASTER_KEY"
+    fi
+  fi
+  run_load "direct-$label" "$MOCK_URL" "$conc" "$SECONDS_PER_RUN" "$body"
+  if [[ -n "$GW_URL" ]]; then
+    run_load "gateway-$label" "$GW_URL" "$conc" "$SECONDS_PER_RUN" "$body" "$MASTER_KEY"
+  fi
+  ROWS+=("$label:$conc")
+}
+
+log "load: ${SECONDS_PER_RUN}s per run, concurrency: $CONCURRENCY${STREAM_CONC:+, stream @ $STREAM_CONC}"
+for c in $CONCURRENCY; do bench_pair "c$c" "$c" "$BODY"; done
+if [[ -n "$STREAM_CONC" ]]; then bench_pair "stream-c$STREAM_CONC" "$STREAM_CONC" "$STREAM_BODY"; fi
+
+if [[ -n "$GW_PID" ]]; then
+  RSS_AFTER=$(rss_kb "$GW_PID")
+  kill -0 "$GW_PID" 2>/dev/null || die "gateway exited during the run"
+fi
+
+# ---------------------------------------------------------------- report
+python3 - "$WORK" "$TOOL" "$SECONDS_PER_RUN" "$RSS_IDLE" "$RSS_AFTER" "${BENCH_OUT:-}" "${ROWS[@]}" <<'PY'
+import json, os, sys
+work, tool, secs, rss_idle, rss_after, out = sys.argv[1:7]
+rows = sys.argv[7:]
+def load(name):
+    p = os.path.join(work, name + ".json")
+    return json.load(open(p)) if os.path.exists(p) else None
+def f(v, fmt):
+    return "-" if v is None else format(v, fmt)
+hdr = ["run", "conc", "direct rps", "gw rps", "ratio",
+       "direct p50", "direct p99", "gw p50", "gw p99", "added p50", "added p99", "failed d/gw"]
+lines, raw = [], {}
+for r in rows:
+    label, conc = r.split(":")
+    d, g = load("direct-" + label), load("gateway-" + label)
+    raw[label] = {"concurrency": int(conc), "direct": d, "gateway": g}
+    ratio = g["rps"] / d["rps"] if g and d and d["rps"] else None
+    add50 = g["p50_ms"] - d["p50_ms"] if g and d else None
+    add99 = g["p99_ms"] - d["p99_ms"] if g and d else None
+    lines.append([label.split("-c")[0] if label.startswith("stream") else "chat", conc,
+                  f(d and d["rps"], ".0f"), f(g and g["rps"], ".0f"), f(ratio, ".2f"),
+                  f(d and d["p50_ms"], ".3f"), f(d and d["p99_ms"], ".3f"),
+                  f(g and g["p50_ms"], ".3f"), f(g and g["p99_ms"], ".3f"),
+                  f(add50, "+.3f"), f(add99, "+.3f"),
+                  "%s/%s" % (d["failed"] if d else "-", g["failed"] if g else "-")])
+w = [max(len(str(x)) for x in col) for col in zip(hdr, *lines)]
+print()
+print("Switchyard overhead benchmark  (tool: %s, %s s per run, latencies in ms)" % (tool, secs))
+print("  ".join(str(h).rjust(n) for h, n in zip(hdr, w)))
+print("  ".join("-" * n for n in w))
+for l in lines:
+    print("  ".join(str(x).rjust(n) for x, n in zip(l, w)))
+print()
+ri, ra = int(rss_idle), int(rss_after)
+if ri:
+    print("gateway RSS: idle %.1f MB, after load %.1f MB" % (ri / 1024, ra / 1024))
+c64 = raw.get("c64")
+if c64 and c64["direct"] and c64["gateway"]:
+    ratio = c64["gateway"]["rps"] / c64["direct"]["rps"]
+    a50 = max(raw[k]["gateway"]["p50_ms"] - raw[k]["direct"]["p50_ms"]
+              for k in raw if raw[k]["gateway"] and not k.startswith("stream"))
+    a99 = max(raw[k]["gateway"]["p99_ms"] - raw[k]["direct"]["p99_ms"]
+              for k in raw if raw[k]["gateway"] and not k.startswith("stream"))
+    ok = lambda b: "PASS" if b else "FAIL"
+    print("targets: ratio@c64 %.2f >= 0.80 %s | worst added p50 %.3f ms <= 0.2 %s | "
+          "worst added p99 %.3f ms <= 1.0 %s | idle RSS %.1f MB <= 25 %s" % (
+              ratio, ok(ratio >= 0.8), a50, ok(a50 <= 0.2), a99, ok(a99 <= 1.0),
+              ri / 1024, ok(0 < ri <= 25 * 1024)))
+if out:
+    json.dump({"tool": tool, "seconds": int(secs), "rss_idle_kb": ri, "rss_after_kb": ra,
+               "runs": raw}, open(out, "w"), indent=2)
+    print("raw results written to", out)
+PY

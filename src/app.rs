@@ -1,0 +1,219 @@
+//! Wiring: builds the shared state and the HTTP router, serves with TCP_NODELAY and a
+//! graceful shutdown that drains requests and flushes spend. The only file that knows
+//! every module.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::DefaultBodyLimit;
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::config::Config;
+use crate::governance::Governance;
+use crate::router::{DeploymentState, Router};
+use crate::spend::prices::PriceTable;
+use crate::spend::SpendWriter;
+use crate::store::Store;
+
+/// Everything a request handler can reach.
+pub struct App {
+    pub config: Config,
+    pub http: reqwest::Client,
+    pub store: Store,
+    pub router: Router,
+    pub governance: Governance,
+    pub spend: SpendWriter,
+    pub prices: PriceTable,
+    pub started: Instant,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}
+
+pub type AppState = Arc<App>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Prices(#[from] crate::spend::prices::PriceError),
+    #[error("{0}")]
+    Store(#[from] crate::store::Error),
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// The price table: built-in, then the config's or `--prices` LiteLLM JSON file over it.
+pub fn load_prices(config: &Config, extra: Option<&Path>) -> Result<PriceTable, StartupError> {
+    let mut prices = PriceTable::builtin()?;
+    for file in config.prices_file.iter().map(PathBuf::from).chain(extra.map(Path::to_path_buf)) {
+        prices.extend(PriceTable::load_litellm_json(&file)?);
+    }
+    Ok(prices)
+}
+
+fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(512)
+        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Builds the state. Must run inside a Tokio runtime (starts the spend writer).
+pub fn build(config: Config, store: Store, prices: PriceTable) -> Result<(AppState, JoinHandle<()>), StartupError> {
+    let deployments = config
+        .deployments
+        .iter()
+        .map(|d| DeploymentState::new(d.clone(), prices.for_deployment(d)))
+        .collect();
+    let router = Router::new(config.router.clone(), deployments);
+    let governance = Governance::new(config.general.master_key.clone());
+    let (spend, writer) = SpendWriter::start(
+        store.clone(),
+        config.general.spend_flush_interval,
+        config.general.spend_logs_retention,
+        Arc::new(Vec::new),
+    );
+    let app = App {
+        http: http_client()?,
+        store,
+        router,
+        governance,
+        spend,
+        prices,
+        config,
+        started: Instant::now(),
+        started_at: chrono::Utc::now(),
+    };
+    Ok((Arc::new(app), writer))
+}
+
+/// The whole HTTP surface.
+pub fn http_router(state: AppState) -> axum::Router {
+    let limit = state.config.general.max_request_size_bytes;
+    axum::Router::new()
+        .merge(crate::proxy::routes::routes())
+        .merge(crate::admin::routes())
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// A server running in this process.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, waits for open requests, flushes spend and counters.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.server).await;
+        finish(&self.state).await;
+        self.writer.abort();
+    }
+}
+
+async fn finish(state: &AppState) {
+    state.spend.flush().await;
+    info!("spend flushed");
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let app = http_router(state);
+    // axum leaves Nagle on; without NODELAY every multi-write response waits for the
+    // client's delayed ACK (~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        tracing::error!(error = %e, "server error");
+    }
+}
+
+/// Starts a server in the background on `listener` (tests and embedding).
+pub async fn start(config: Config, store: Store, prices: PriceTable, listener: TcpListener) -> Result<Running, StartupError> {
+    let addr = listener.local_addr().map_err(|source| StartupError::Listen { addr: "(listener)".into(), source })?;
+    let (state, writer) = build(config, store, prices)?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, state.clone(), async move {
+        let _ = rx.await;
+    }));
+    Ok(Running { addr, state, shutdown: Some(tx), server, writer })
+}
+
+/// Command-line options for `run`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub host: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub prices: Option<PathBuf>,
+}
+
+/// The binary's main loop: load, open, serve until Ctrl-C or SIGTERM, flush.
+pub async fn run(opts: Options) -> Result<(), StartupError> {
+    let t0 = Instant::now();
+    let config = Config::load(&opts.config)?;
+    for field in &config.ignored {
+        info!(field = %field, "config: ignored (not used by switchyard)");
+    }
+    let prices = load_prices(&config, opts.prices.as_deref())?;
+    std::fs::create_dir_all(&opts.data_dir).map_err(|source| StartupError::DataDir { path: opts.data_dir.display().to_string(), source })?;
+    let store = Store::open(&opts.data_dir.join("switchyard.redb"))?;
+    let addr = format!("{}:{}", opts.host, opts.port);
+    let listener = TcpListener::bind(&addr).await.map_err(|source| StartupError::Listen { addr: addr.clone(), source })?;
+    let (state, writer) = build(config, store, prices)?;
+    info!(
+        addr = %addr,
+        models = state.router.deployments().len(),
+        groups = ?state.router.group_names(),
+        ready_ms = t0.elapsed().as_millis() as u64,
+        "switchyard listening"
+    );
+    serve(listener, state.clone(), shutdown_signal()).await;
+    finish(&state).await;
+    writer.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    info!("shutting down: draining requests");
+}

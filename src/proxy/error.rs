@@ -1,0 +1,143 @@
+//! `ApiError`: every proxy failure rendered in OpenAI's error shape.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::governance::{AuthError, LimitError};
+use crate::providers::ErrorClass;
+use crate::router::RouteError;
+
+/// `{"error":{"message","type","param","code"}}` with a status and optional `retry-after`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub kind: &'static str,
+    pub param: Option<String>,
+    pub code: Option<String>,
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            kind,
+            param: None,
+            code: Some(status.as_u16().to_string()),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+
+    pub fn missing_param(param: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            param: Some(param.into()),
+            ..ApiError::bad_request(message)
+        }
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "auth_error", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error", message)
+    }
+
+    /// The JSON body, also used for SSE error events.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, axum::Json(self.body())).into_response();
+        if let Some(ra) = self.retry_after {
+            let secs = ra.as_secs_f64().ceil().max(1.0) as u64;
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert("retry-after", v);
+            }
+        }
+        resp
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let status = e.status();
+        ApiError {
+            code: Some(status.as_u16().to_string()),
+            ..ApiError::new(status, e.kind(), e.to_string())
+        }
+    }
+}
+
+impl From<LimitError> for ApiError {
+    fn from(e: LimitError) -> Self {
+        let status = e.status();
+        ApiError {
+            retry_after: e.retry_after(),
+            ..ApiError::new(status, e.kind(), e.to_string())
+        }
+    }
+}
+
+fn class_type(c: ErrorClass) -> &'static str {
+    match c {
+        ErrorClass::BadRequest | ErrorClass::ContextWindowExceeded | ErrorClass::ContentPolicyViolation => "invalid_request_error",
+        ErrorClass::Authentication => "authentication_error",
+        ErrorClass::PermissionDenied => "permission_denied_error",
+        ErrorClass::NotFound => "not_found_error",
+        ErrorClass::Timeout => "timeout",
+        ErrorClass::RateLimit => "rate_limit_error",
+        ErrorClass::InternalServer | ErrorClass::Connection => "api_error",
+    }
+}
+
+impl From<&crate::providers::Error> for ApiError {
+    fn from(e: &crate::providers::Error) -> Self {
+        let status = match e.class {
+            // A local timeout is the gateway's: 408 like LiteLLM.
+            ErrorClass::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorClass::Connection => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_GATEWAY),
+        };
+        ApiError {
+            retry_after: e.retry_after,
+            code: Some(status.as_u16().to_string()),
+            ..ApiError::new(status, class_type(e.class), format!("litellm.{}: {}", e.class.litellm_name(), e))
+        }
+    }
+}
+
+impl From<RouteError> for ApiError {
+    fn from(e: RouteError) -> Self {
+        match &e {
+            RouteError::UnknownModel { .. } => ApiError {
+                param: Some("model".into()),
+                ..ApiError::bad_request(e.to_string())
+            },
+            RouteError::NoDeployment { retry_after, .. } => ApiError {
+                retry_after: Some(retry_after.unwrap_or(Duration::from_secs(1))),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", e.to_string())
+            },
+            RouteError::AllFailed { errors } => {
+                let last = errors.last().map(|(_, e)| ApiError::from(e));
+                match (last, errors.len()) {
+                    (Some(last), 1) => last,
+                    (Some(last), _) => ApiError { message: e.to_string(), ..last },
+                    (None, _) => ApiError::internal(e.to_string()),
+                }
+            }
+        }
+    }
+}

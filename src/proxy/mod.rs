@@ -1,0 +1,10 @@
+//! The OpenAI-compatible face: `/v1/*` handlers, SSE streaming, health probes.
+
+pub mod completions;
+mod error;
+pub mod models;
+pub mod request;
+pub mod routes;
+mod stream;
+
+pub use error::ApiError;

@@ -1,0 +1,222 @@
+//! Streaming answers: open the upstream stream and read its first event before answering
+//! 200 (so a failing upstream can still be retried or fall back), then forward each chunk
+//! as it arrives. Dropping the body (client gone) drops the upstream stream, which
+//! cancels the upstream request; spend is settled when the stream ends either way.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+
+use super::completions::{apply_headers, base_row, call_timeout, fill_usage, record_failure, response_headers, Ctx};
+use super::ApiError;
+use crate::governance::Admission;
+use crate::providers::{self, CallContext, ChunkStream, Error as ProviderError, StreamItem, Usage};
+use crate::router::{DeploymentState, InFlight, RouteRequest};
+use crate::spend::cost;
+
+/// An upstream stream whose first item has arrived.
+struct Opened {
+    first: StreamItem,
+    rest: ChunkStream,
+    in_flight: InFlight,
+    upstream_started: Instant,
+    ttft: Duration,
+}
+
+pub(crate) async fn respond(ctx: Arc<Ctx>, route: RouteRequest, admission: Admission) -> Result<Response, ApiError> {
+    let routed = ctx
+        .app
+        .router
+        .run(&route, |dep| {
+            let ctx = ctx.clone();
+            async move {
+                let in_flight = dep.start();
+                let timeout = call_timeout(&ctx.app, &dep, true);
+                let call = CallContext {
+                    http: &ctx.app.http,
+                    deployment: &dep.dep,
+                    call: ctx.req.call,
+                    body: &ctx.body,
+                    timeout,
+                };
+                let t = Instant::now();
+                let mut rest = providers::call_stream(&call).await?;
+                let provider = dep.dep.provider_name();
+                let remaining = timeout.saturating_sub(t.elapsed());
+                let first = match tokio::time::timeout(remaining, rest.next()).await {
+                    Err(_) => return Err(ProviderError::timeout(provider, timeout)),
+                    Ok(None) => return Err(ProviderError::bad_response(provider, "stream ended before any data")),
+                    Ok(Some(Err(e))) => return Err(e),
+                    Ok(Some(Ok(item))) => item,
+                };
+                Ok(Opened { first, rest, in_flight, upstream_started: t, ttft: t.elapsed() })
+            }
+        })
+        .await;
+    let routed = match routed {
+        Ok(r) => r,
+        Err(e) => {
+            let err = ApiError::from(e);
+            record_failure(&ctx, &err, None, 0, 0);
+            return Err(err);
+        }
+    };
+    let dep = routed.deployment;
+    let est_cost = dep
+        .price
+        .as_ref()
+        .map(|p| cost::cost(p, &Usage { prompt_tokens: ctx.est_prompt_tokens, ..Usage::default() }, None))
+        .unwrap_or(0.0);
+    let headers = response_headers(&ctx, &dep, routed.attempted_retries, routed.attempted_fallbacks, est_cost, &admission);
+    let Opened { first, rest, in_flight, upstream_started, ttft } = routed.value;
+    let state = Forward {
+        ctx,
+        dep,
+        pending: Some(first),
+        rest,
+        _in_flight: in_flight,
+        admission: Some(admission),
+        usage: None,
+        chunks: 0,
+        done: false,
+        settled: false,
+        failure: None,
+        upstream_started,
+        ttft,
+        retries: routed.attempted_retries,
+        fallbacks: routed.attempted_fallbacks,
+    };
+    let body = Body::from_stream(futures_util::stream::unfold(state, |mut st| async move {
+        st.next_frame().await.map(|b| (Ok::<Bytes, std::convert::Infallible>(b), st))
+    }));
+    let mut resp = Response::new(body);
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    apply_headers(&mut resp, headers);
+    Ok(resp)
+}
+
+/// The state of one forwarded stream.
+struct Forward {
+    ctx: Arc<Ctx>,
+    dep: Arc<DeploymentState>,
+    pending: Option<StreamItem>,
+    rest: ChunkStream,
+    _in_flight: InFlight,
+    admission: Option<Admission>,
+    usage: Option<Usage>,
+    /// Content chunks forwarded; the completion-token estimate when no usage arrives.
+    chunks: u64,
+    done: bool,
+    settled: bool,
+    failure: Option<ApiError>,
+    upstream_started: Instant,
+    ttft: Duration,
+    retries: u32,
+    fallbacks: u32,
+}
+
+fn frame(data: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(data.len() + 8);
+    b.put_slice(b"data: ");
+    b.put_slice(data);
+    b.put_slice(b"\n\n");
+    b.freeze()
+}
+
+impl Forward {
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let item = match self.pending.take() {
+                Some(i) => Some(Ok(i)),
+                None => self.rest.next().await,
+            };
+            match item {
+                Some(Ok(StreamItem::Chunk(b))) => {
+                    self.chunks += 1;
+                    return Some(frame(&b));
+                }
+                Some(Ok(StreamItem::Usage { usage, chunk })) => {
+                    self.usage = Some(usage);
+                    if self.ctx.req.include_usage && !chunk.is_empty() {
+                        return Some(frame(&chunk));
+                    }
+                }
+                Some(Err(e)) => {
+                    // After the first byte there is no retry: end with an SSE error event.
+                    self.ctx.app.router.report_failure(&self.dep, &e);
+                    let err = ApiError::from(&e);
+                    let out = frame(err.body().to_string().as_bytes());
+                    self.failure = Some(err);
+                    self.done = true;
+                    self.settle();
+                    return Some(out);
+                }
+                None => {
+                    self.done = true;
+                    self.settle();
+                    return Some(Bytes::from_static(b"data: [DONE]\n\n"));
+                }
+            }
+        }
+    }
+
+    /// Charges the usage, records deployment latency and queues the spend row. Runs once.
+    fn settle(&mut self) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let ctx = &self.ctx;
+        let usage = self.usage.unwrap_or(Usage {
+            prompt_tokens: ctx.est_prompt_tokens,
+            completion_tokens: self.chunks.saturating_sub(2),
+            estimated: true,
+            ..Usage::default()
+        });
+        let total = self.upstream_started.elapsed();
+        ctx.set_upstream_time(total);
+        let spend = self.dep.price.as_ref().map(|p| cost::cost(p, &usage, Some(ctx.started.elapsed()))).unwrap_or(0.0);
+        if let Some(a) = self.admission.take() {
+            a.settle(spend, usage.total_tokens());
+        }
+        let mut row = base_row(ctx, Some(&self.dep), self.retries, self.fallbacks);
+        fill_usage(&mut row, &usage, spend);
+        row.ttft_ms = Some(self.ttft.as_millis() as u64);
+        match (&self.failure, self.done) {
+            (Some(err), _) => {
+                row.status = "failure".into();
+                row.http_status = err.status.as_u16();
+                row.error_class = Some(err.kind.into());
+                row.error_message = Some(err.message.clone());
+            }
+            (None, true) => self.dep.record_success(total, Some(self.ttft), usage.total_tokens(), usage.completion_tokens),
+            (None, false) => {
+                row.status = "failure".into();
+                row.http_status = 499;
+                row.error_class = Some("client_disconnected".into());
+                row.error_message = Some("client closed the stream before it ended".into());
+            }
+        }
+        ctx.app.spend.record(row);
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        // The client went away mid-stream: the upstream is cancelled by dropping `rest`;
+        // what was produced so far is still charged.
+        self.settle();
+    }
+}
