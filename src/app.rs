@@ -45,9 +45,15 @@ pub enum StartupError {
     #[error("{0}")]
     Store(#[from] crate::store::Error),
     #[error("cannot create data dir {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
 }
@@ -55,7 +61,12 @@ pub enum StartupError {
 /// The price table: built-in, then the config's or `--prices` LiteLLM JSON file over it.
 pub fn load_prices(config: &Config, extra: Option<&Path>) -> Result<PriceTable, StartupError> {
     let mut prices = PriceTable::builtin()?;
-    for file in config.prices_file.iter().map(PathBuf::from).chain(extra.map(Path::to_path_buf)) {
+    for file in config
+        .prices_file
+        .iter()
+        .map(PathBuf::from)
+        .chain(extra.map(Path::to_path_buf))
+    {
         prices.extend(PriceTable::load_litellm_json(&file)?);
     }
     Ok(prices)
@@ -72,7 +83,11 @@ fn http_client() -> Result<reqwest::Client, reqwest::Error> {
 }
 
 /// Builds the state. Must run inside a Tokio runtime (starts the spend writer).
-pub fn build(config: Config, store: Store, prices: PriceTable) -> Result<(AppState, JoinHandle<()>), StartupError> {
+pub fn build(
+    config: Config,
+    store: Store,
+    prices: PriceTable,
+) -> Result<(AppState, JoinHandle<()>), StartupError> {
     let deployments = config
         .deployments
         .iter()
@@ -137,27 +152,50 @@ async fn finish(state: &AppState) {
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) {
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     let app = http_router(state);
     // axum leaves Nagle on; without NODELAY every multi-write response waits for the
     // client's delayed ACK (~40 ms).
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
         tracing::error!(error = %e, "server error");
     }
 }
 
 /// Starts a server in the background on `listener` (tests and embedding).
-pub async fn start(config: Config, store: Store, prices: PriceTable, listener: TcpListener) -> Result<Running, StartupError> {
-    let addr = listener.local_addr().map_err(|source| StartupError::Listen { addr: "(listener)".into(), source })?;
+pub async fn start(
+    config: Config,
+    store: Store,
+    prices: PriceTable,
+    listener: TcpListener,
+) -> Result<Running, StartupError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartupError::Listen {
+            addr: "(listener)".into(),
+            source,
+        })?;
     let (state, writer) = build(config, store, prices)?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(listener, state.clone(), async move {
         let _ = rx.await;
     }));
-    Ok(Running { addr, state, shutdown: Some(tx), server, writer })
+    Ok(Running {
+        addr,
+        state,
+        shutdown: Some(tx),
+        server,
+        writer,
+    })
 }
 
 /// Command-line options for `run`.
@@ -178,10 +216,18 @@ pub async fn run(opts: Options) -> Result<(), StartupError> {
         info!(field = %field, "config: ignored (not used by switchyard)");
     }
     let prices = load_prices(&config, opts.prices.as_deref())?;
-    std::fs::create_dir_all(&opts.data_dir).map_err(|source| StartupError::DataDir { path: opts.data_dir.display().to_string(), source })?;
+    std::fs::create_dir_all(&opts.data_dir).map_err(|source| StartupError::DataDir {
+        path: opts.data_dir.display().to_string(),
+        source,
+    })?;
     let store = Store::open(&opts.data_dir.join("switchyard.redb"))?;
     let addr = format!("{}:{}", opts.host, opts.port);
-    let listener = TcpListener::bind(&addr).await.map_err(|source| StartupError::Listen { addr: addr.clone(), source })?;
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|source| StartupError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
     let (state, writer) = build(config, store, prices)?;
     info!(
         addr = %addr,

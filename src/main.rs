@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "switchyard", version, about = "A self-hosted, LiteLLM-compatible LLM gateway")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "A self-hosted, LiteLLM-compatible LLM gateway"
+)]
 struct Cli {
     /// LiteLLM-format config.yaml.
     #[arg(long, env = "SWITCHYARD_CONFIG", default_value = "config/example.yaml")]
@@ -34,7 +38,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     if let Some(Command::CheckConfig { path }) = cli.command {
         return match switchyard::config::Config::load(&path) {
@@ -60,14 +66,23 @@ fn main() -> ExitCode {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let opts = switchyard::app::Options { config: cli.config, host: cli.host, port: cli.port, data_dir: cli.data_dir, prices: cli.prices };
+    let opts = switchyard::app::Options {
+        config: cli.config,
+        host: cli.host,
+        port: cli.port,
+        data_dir: cli.data_dir,
+        prices: cli.prices,
+    };
     match runtime.block_on(switchyard::app::run(opts)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

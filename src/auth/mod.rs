@@ -28,7 +28,12 @@ mod tests {
 
     #[test]
     fn every_litellm_key_header_is_accepted() {
-        for (h, v) in [("authorization", "Bearer sk-1"), ("x-litellm-api-key", "sk-1"), ("api-key", "sk-1"), ("x-api-key", "sk-1")] {
+        for (h, v) in [
+            ("authorization", "Bearer sk-1"),
+            ("x-litellm-api-key", "sk-1"),
+            ("api-key", "sk-1"),
+            ("x-api-key", "sk-1"),
+        ] {
             let mut m = HeaderMap::new();
             m.insert(h, v.parse().unwrap());
             assert_eq!(api_key(&m), Some("sk-1"), "{h}");

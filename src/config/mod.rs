@@ -106,7 +106,12 @@ pub(crate) struct Parser {
 }
 
 impl Parser {
-    pub(crate) fn err(&self, field: &str, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+    pub(crate) fn err(
+        &self,
+        field: &str,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             file: self.file.clone(),
             field: field.into(),
@@ -119,7 +124,13 @@ impl Parser {
         let root = match root {
             Value::Object(m) => m,
             Value::Null => Map::new(),
-            _ => return Err(self.err("(root)", "the file must be a YAML mapping", "start with `model_list:`")),
+            _ => {
+                return Err(self.err(
+                    "(root)",
+                    "the file must be a YAML mapping",
+                    "start with `model_list:`",
+                ))
+            }
         };
         // environment_variables first: os.environ/ lookups below may need them.
         if let Some(vars) = root.get("environment_variables") {
@@ -129,7 +140,13 @@ impl Parser {
                     Value::String(s) => s.clone(),
                     Value::Number(n) => n.to_string(),
                     Value::Bool(b) => b.to_string(),
-                    _ => return Err(self.err(&format!("environment_variables.{k}"), "must be a string", "quote the value")),
+                    _ => {
+                        return Err(self.err(
+                            &format!("environment_variables.{k}"),
+                            "must be a string",
+                            "quote the value",
+                        ))
+                    }
                 };
                 self.env.overlay.insert(k.clone(), v);
             }
@@ -148,7 +165,12 @@ impl Parser {
             match key.as_str() {
                 "model_list" => deployments = self.model_list(value)?,
                 "general_settings" => self.general_settings(value, &mut general)?,
-                "litellm_settings" => self.router_like_settings(value, "litellm_settings", &mut router, &mut prices_file)?,
+                "litellm_settings" => self.router_like_settings(
+                    value,
+                    "litellm_settings",
+                    &mut router,
+                    &mut prices_file,
+                )?,
                 "router_settings" | "environment_variables" => {}
                 other => self.ignored.push(other.to_owned()),
             }
@@ -211,7 +233,11 @@ impl Parser {
             }
             Value::Object(map) => {
                 for (k, item) in map.iter_mut() {
-                    let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
                     self.resolve_env(item, &p)?;
                 }
             }
@@ -228,19 +254,30 @@ impl Parser {
                 "max_request_size_mb" => {
                     let mb = self.number(val, &path)?;
                     if mb <= 0.0 {
-                        return Err(self.err(&path, "must be positive", "use a size in MiB, e.g. 16"));
+                        return Err(self.err(
+                            &path,
+                            "must be positive",
+                            "use a size in MiB, e.g. 16",
+                        ));
                     }
                     g.max_request_size_bytes = (mb * 1024.0 * 1024.0) as usize;
                 }
-                "store_prompts_in_spend_logs" => g.store_prompts_in_spend_logs = self.boolean(val, &path)?,
+                "store_prompts_in_spend_logs" => {
+                    g.store_prompts_in_spend_logs = self.boolean(val, &path)?
+                }
                 "maximum_spend_logs_retention_period" => {
                     let s = self.string(val, &path)?;
                     g.spend_logs_retention = Some(parse_duration(&s).ok_or_else(|| {
-                        self.err(&path, format!("{s:?} is not a duration"), "use e.g. 30d, 12h, 1mo")
+                        self.err(
+                            &path,
+                            format!("{s:?} is not a duration"),
+                            "use e.g. 30d, 12h, 1mo",
+                        )
                     })?);
                 }
                 "spend_flush_interval_ms" => {
-                    g.spend_flush_interval = Duration::from_millis(self.number(val, &path)?.max(1.0) as u64)
+                    g.spend_flush_interval =
+                        Duration::from_millis(self.number(val, &path)?.max(1.0) as u64)
                 }
                 _ => self.ignored.push(path),
             }
@@ -261,12 +298,17 @@ impl Parser {
                 "routing_strategy" => {
                     let s = self.string(val, &path)?;
                     r.routing_strategy = RoutingStrategy::parse(&s).ok_or_else(|| {
-                        self.err(&path, format!("unknown routing strategy {s:?}"), format!("use one of: {}", RoutingStrategy::NAMES.join(", ")))
+                        self.err(
+                            &path,
+                            format!("unknown routing strategy {s:?}"),
+                            format!("use one of: {}", RoutingStrategy::NAMES.join(", ")),
+                        )
                     })?;
                 }
                 "routing_strategy_args" => {
                     if let Some(b) = self.object(val, &path)?.get("lowest_latency_buffer") {
-                        r.lowest_latency_buffer = self.number(b, &format!("{path}.lowest_latency_buffer"))?;
+                        r.lowest_latency_buffer =
+                            self.number(b, &format!("{path}.lowest_latency_buffer"))?;
                     }
                 }
                 "num_retries" => r.num_retries = self.number(val, &path)? as u32,
@@ -277,19 +319,32 @@ impl Parser {
                 "retry_after" => r.retry_after = self.duration_secs(val, &path)?,
                 "enable_pre_call_checks" => r.enable_pre_call_checks = self.boolean(val, &path)?,
                 "retry_policy" => r.retry_policy = self.policy(val, &path, "Retries")?,
-                "allowed_fails_policy" => r.allowed_fails_policy = self.policy(val, &path, "AllowedFails")?,
+                "allowed_fails_policy" => {
+                    r.allowed_fails_policy = self.policy(val, &path, "AllowedFails")?
+                }
                 "fallbacks" => r.fallbacks = self.fallbacks(val, &path)?,
-                "context_window_fallbacks" => r.context_window_fallbacks = self.fallbacks(val, &path)?,
-                "content_policy_fallbacks" => r.content_policy_fallbacks = self.fallbacks(val, &path)?,
+                "context_window_fallbacks" => {
+                    r.context_window_fallbacks = self.fallbacks(val, &path)?
+                }
+                "content_policy_fallbacks" => {
+                    r.content_policy_fallbacks = self.fallbacks(val, &path)?
+                }
                 "default_fallbacks" => r.default_fallbacks = self.string_list(val, &path)?,
-                "model_prices_file" | "model_cost_map_path" => *prices_file = self.opt_string(val, &path)?,
+                "model_prices_file" | "model_cost_map_path" => {
+                    *prices_file = self.opt_string(val, &path)?
+                }
                 _ => self.ignored.push(path),
             }
         }
         Ok(())
     }
 
-    fn policy(&self, v: &Value, path: &str, suffix: &str) -> Result<HashMap<crate::providers::ErrorClass, u32>, ConfigError> {
+    fn policy(
+        &self,
+        v: &Value,
+        path: &str,
+        suffix: &str,
+    ) -> Result<HashMap<crate::providers::ErrorClass, u32>, ConfigError> {
         let mut out = HashMap::new();
         for (k, val) in self.object(v, path)? {
             let p = format!("{path}.{k}");
@@ -308,7 +363,10 @@ impl Parser {
             Value::Array(items) => items
                 .iter()
                 .enumerate()
-                .map(|(i, m)| m.as_object().ok_or_else(|| self.err(&format!("{path}[{i}]"), "must be a mapping", fix)))
+                .map(|(i, m)| {
+                    m.as_object()
+                        .ok_or_else(|| self.err(&format!("{path}[{i}]"), "must be a mapping", fix))
+                })
                 .collect::<Result<_, _>>()?,
             Value::Object(m) => vec![m],
             Value::Null => vec![],
@@ -317,7 +375,10 @@ impl Parser {
         let mut out = Vec::new();
         for m in maps {
             for (k, targets) in m {
-                out.push((k.clone(), self.string_list(targets, &format!("{path}.{k}"))?));
+                out.push((
+                    k.clone(),
+                    self.string_list(targets, &format!("{path}.{k}"))?,
+                ));
             }
         }
         Ok(out)
@@ -325,7 +386,11 @@ impl Parser {
 
     // ---- typed readers ------------------------------------------------------------
 
-    pub(crate) fn object<'v>(&self, v: &'v Value, path: &str) -> Result<&'v Map<String, Value>, ConfigError> {
+    pub(crate) fn object<'v>(
+        &self,
+        v: &'v Value,
+        path: &str,
+    ) -> Result<&'v Map<String, Value>, ConfigError> {
         static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
         match v {
             Value::Object(m) => Ok(m),
@@ -351,15 +416,27 @@ impl Parser {
 
     pub(crate) fn number(&self, v: &Value, path: &str) -> Result<f64, ConfigError> {
         match v {
-            Value::Number(n) => n.as_f64().ok_or_else(|| self.err(path, "must be a number", "")),
-            Value::String(s) => s.trim().parse::<f64>().map_err(|_| self.err(path, format!("{s:?} is not a number"), "write a plain number, e.g. 60")),
+            Value::Number(n) => n
+                .as_f64()
+                .ok_or_else(|| self.err(path, "must be a number", "")),
+            Value::String(s) => s.trim().parse::<f64>().map_err(|_| {
+                self.err(
+                    path,
+                    format!("{s:?} is not a number"),
+                    "write a plain number, e.g. 60",
+                )
+            }),
             _ => Err(self.err(path, "must be a number", "write a plain number, e.g. 60")),
         }
         .and_then(|n| {
             if n.is_finite() && n >= 0.0 {
                 Ok(n)
             } else {
-                Err(self.err(path, "must be a non-negative number", "write a plain number, e.g. 60"))
+                Err(self.err(
+                    path,
+                    "must be a non-negative number",
+                    "write a plain number, e.g. 60",
+                ))
             }
         })
     }

@@ -65,7 +65,13 @@ impl Parser {
         let items = match v {
             Value::Array(items) => items,
             Value::Null => return Ok(vec![]),
-            _ => return Err(self.err("model_list", "must be a list", "write `- model_name: ...` entries")),
+            _ => {
+                return Err(self.err(
+                    "model_list",
+                    "must be a list",
+                    "write `- model_name: ...` entries",
+                ))
+            }
         };
         items
             .iter()
@@ -74,14 +80,29 @@ impl Parser {
             .collect()
     }
 
-    pub(crate) fn model_entry(&mut self, v: &Value, path: &str, source: Source) -> Result<Deployment, ConfigError> {
+    pub(crate) fn model_entry(
+        &mut self,
+        v: &Value,
+        path: &str,
+        source: Source,
+    ) -> Result<Deployment, ConfigError> {
         let entry = self.object(v, path)?;
         let model_name = match entry.get("model_name") {
             Some(v) => self.string(v, &format!("{path}.model_name"))?,
-            None => return Err(self.err(&format!("{path}.model_name"), "is missing", "add the alias clients will call, e.g. model_name: gpt-4o")),
+            None => {
+                return Err(self.err(
+                    &format!("{path}.model_name"),
+                    "is missing",
+                    "add the alias clients will call, e.g. model_name: gpt-4o",
+                ))
+            }
         };
         if model_name.trim().is_empty() {
-            return Err(self.err(&format!("{path}.model_name"), "is empty", "add the alias clients will call"));
+            return Err(self.err(
+                &format!("{path}.model_name"),
+                "is empty",
+                "add the alias clients will call",
+            ));
         }
         for k in entry.keys() {
             if !matches!(k.as_str(), "model_name" | "litellm_params" | "model_info") {
@@ -91,7 +112,13 @@ impl Parser {
         let pp = format!("{path}.litellm_params");
         let params = match entry.get("litellm_params") {
             Some(v) => self.object(v, &pp)?.clone(),
-            None => return Err(self.err(&pp, "is missing", "add litellm_params with at least `model: provider/name`")),
+            None => {
+                return Err(self.err(
+                    &pp,
+                    "is missing",
+                    "add litellm_params with at least `model: provider/name`",
+                ))
+            }
         };
         let model_info = match entry.get("model_info") {
             Some(v) => self.object(v, &format!("{path}.model_info"))?.clone(),
@@ -101,7 +128,13 @@ impl Parser {
         let mp = format!("{pp}.model");
         let full_model = match params.get("model") {
             Some(v) => self.string(v, &mp)?,
-            None => return Err(self.err(&mp, "is missing", "add `model: provider/name`, e.g. openai/gpt-4o")),
+            None => {
+                return Err(self.err(
+                    &mp,
+                    "is missing",
+                    "add `model: provider/name`, e.g. openai/gpt-4o",
+                ))
+            }
         };
         let explicit_provider = match params.get("custom_llm_provider") {
             Some(v) => Some(self.string(v, &format!("{pp}.custom_llm_provider"))?),
@@ -109,7 +142,10 @@ impl Parser {
         };
         let (provider, upstream_model) = match (full_model.split_once('/'), explicit_provider) {
             (_, Some(p)) => {
-                let rest = full_model.strip_prefix(&format!("{p}/")).unwrap_or(&full_model).to_owned();
+                let rest = full_model
+                    .strip_prefix(&format!("{p}/"))
+                    .unwrap_or(&full_model)
+                    .to_owned();
                 (p, rest)
             }
             (Some((p, rest)), None) => (p.to_owned(), rest.to_owned()),
@@ -123,10 +159,18 @@ impl Parser {
         };
         let spec = provider_spec(&provider).ok_or_else(|| {
             let known: Vec<&str> = PROVIDERS.iter().map(|p| p.prefix).collect();
-            self.err(&mp, format!("unknown provider {provider:?}"), format!("use one of: {}", known.join(", ")))
+            self.err(
+                &mp,
+                format!("unknown provider {provider:?}"),
+                format!("use one of: {}", known.join(", ")),
+            )
         })?;
         if upstream_model.is_empty() {
-            return Err(self.err(&mp, "has no model name after the provider", format!("use {provider}/<model>")));
+            return Err(self.err(
+                &mp,
+                "has no model name after the provider",
+                format!("use {provider}/<model>"),
+            ));
         }
 
         let str_param = |p: &Parser, k: &str| -> Result<Option<String>, ConfigError> {
@@ -163,7 +207,8 @@ impl Parser {
         if matches!(provider.as_str(), "ollama" | "ollama_chat") && !api_base.ends_with("/v1") {
             api_base.push_str("/v1");
         }
-        let api_key = str_param(self, "api_key")?.or_else(|| spec.key_env.and_then(|e| self.env.get(e)));
+        let api_key =
+            str_param(self, "api_key")?.or_else(|| spec.key_env.and_then(|e| self.env.get(e)));
         let api_version = str_param(self, "api_version")?.or_else(|| match spec.wire {
             Wire::Azure => self.env.get("AZURE_API_VERSION"),
             _ => None,
@@ -173,7 +218,12 @@ impl Parser {
             Some(v) => self
                 .object(v, &format!("{pp}.extra_headers"))?
                 .iter()
-                .map(|(k, v)| Ok((k.clone(), self.string(v, &format!("{pp}.extra_headers.{k}"))?)))
+                .map(|(k, v)| {
+                    Ok((
+                        k.clone(),
+                        self.string(v, &format!("{pp}.extra_headers.{k}"))?,
+                    ))
+                })
                 .collect::<Result<Vec<_>, ConfigError>>()?,
             None => vec![],
         };

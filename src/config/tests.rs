@@ -44,16 +44,31 @@ general_settings:
     assert_eq!(d.id, "dep-1");
     assert_eq!(d.api_base, "https://api.openai.com/v1");
     assert_eq!(d.rpm, Some(100));
-    assert_eq!(d.default_params.get("temperature"), Some(&serde_json::json!(0.2)));
+    assert_eq!(
+        d.default_params.get("temperature"),
+        Some(&serde_json::json!(0.2))
+    );
     assert_eq!(cfg.deployments[2].api_base, "http://127.0.0.1:8000/v1");
     assert_eq!(cfg.router.num_retries, 3);
     assert_eq!(cfg.router.routing_strategy, RoutingStrategy::LeastBusy);
     assert_eq!(cfg.router.cooldown_time, Duration::from_secs(10));
-    assert_eq!(cfg.router.fallbacks, vec![("gpt-4o".to_owned(), vec!["claude".to_owned()])]);
-    assert_eq!(cfg.router.retry_policy.get(&crate::providers::ErrorClass::RateLimit), Some(&4));
+    assert_eq!(
+        cfg.router.fallbacks,
+        vec![("gpt-4o".to_owned(), vec!["claude".to_owned()])]
+    );
+    assert_eq!(
+        cfg.router
+            .retry_policy
+            .get(&crate::providers::ErrorClass::RateLimit),
+        Some(&4)
+    );
     assert_eq!(cfg.general.master_key.as_deref(), Some("sk-master"));
-    assert!(cfg.ignored.contains(&"litellm_settings.drop_params".to_owned()));
-    assert!(cfg.ignored.contains(&"general_settings.alerting".to_owned()));
+    assert!(cfg
+        .ignored
+        .contains(&"litellm_settings.drop_params".to_owned()));
+    assert!(cfg
+        .ignored
+        .contains(&"general_settings.alerting".to_owned()));
 }
 
 #[test]
@@ -66,7 +81,8 @@ fn a_model_without_provider_prefix_names_the_field_and_the_fix() {
 
 #[test]
 fn an_unknown_provider_is_rejected_with_the_known_list() {
-    let e = load("model_list:\n  - model_name: c\n    litellm_params:\n      model: nope/x\n").unwrap_err();
+    let e = load("model_list:\n  - model_name: c\n    litellm_params:\n      model: nope/x\n")
+        .unwrap_err();
     assert!(e.problem.contains("unknown provider \"nope\""), "{e}");
     assert!(e.fix.contains("anthropic"), "{e}");
 }

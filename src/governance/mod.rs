@@ -110,11 +110,17 @@ impl Governance {
         let secret = secret.filter(|s| !s.is_empty()).ok_or(AuthError::Missing)?;
         if let Some(mk) = &self.master_key {
             if bool::from(mk.as_bytes().ct_eq(secret.as_bytes())) {
-                return Ok(Caller { is_master: true, ..Default::default() });
+                return Ok(Caller {
+                    is_master: true,
+                    ..Default::default()
+                });
             }
         } else {
             // No master key configured: the gateway is open, like LiteLLM without one.
-            return Ok(Caller { is_master: true, ..Default::default() });
+            return Ok(Caller {
+                is_master: true,
+                ..Default::default()
+            });
         }
         Err(AuthError::Invalid(redact(secret)))
     }
@@ -124,7 +130,11 @@ impl Governance {
         true
     }
 
-    pub fn admit(&self, _caller: &Caller, _req: &AdmitRequest<'_>) -> Result<Admission, LimitError> {
+    pub fn admit(
+        &self,
+        _caller: &Caller,
+        _req: &AdmitRequest<'_>,
+    ) -> Result<Admission, LimitError> {
         Ok(Admission::default())
     }
 }

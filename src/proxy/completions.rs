@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::request::{JsonBody, ProxyRequest};
 use super::{stream, ApiError};
 use crate::app::AppState;
-use crate::governance::{AdmitRequest, Admission, Caller};
+use crate::governance::{Admission, AdmitRequest, Caller};
 use crate::providers::{self, CallContext, CallType, Completion, Usage};
 use crate::router::{DeploymentState, RouteRequest, Routed};
 use crate::spend::{cost, SpendRow};
@@ -22,15 +22,27 @@ use crate::spend::{cost, SpendRow};
 /// Completion tokens reserved against budgets when the request sets no `max_tokens`.
 const DEFAULT_RESERVED_OUTPUT_TOKENS: u64 = 256;
 
-pub async fn chat(State(app): State<AppState>, headers: HeaderMap, JsonBody(body): JsonBody) -> Response {
+pub async fn chat(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Response {
     handle(app, CallType::Chat, headers, body).await
 }
 
-pub async fn completions(State(app): State<AppState>, headers: HeaderMap, JsonBody(body): JsonBody) -> Response {
+pub async fn completions(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Response {
     handle(app, CallType::Completion, headers, body).await
 }
 
-pub async fn embeddings(State(app): State<AppState>, headers: HeaderMap, JsonBody(body): JsonBody) -> Response {
+pub async fn embeddings(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Response {
     handle(app, CallType::Embedding, headers, body).await
 }
 
@@ -55,10 +67,17 @@ async fn handle(app: AppState, call: CallType, headers: HeaderMap, body: Value) 
     }
 }
 
-async fn admit_and_run(app: AppState, call: CallType, headers: HeaderMap, body: Value) -> Result<Response, ApiError> {
+async fn admit_and_run(
+    app: AppState,
+    call: CallType,
+    headers: HeaderMap,
+    body: Value,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let caller = app.governance.authenticate(crate::auth::api_key(&headers))?;
+    let caller = app
+        .governance
+        .authenticate(crate::auth::api_key(&headers))?;
     let req = ProxyRequest::parse(call, &body, &headers)?;
     if !app.router.has_group(&req.model) {
         return Err(crate::router::RouteError::UnknownModel {
@@ -68,7 +87,12 @@ async fn admit_and_run(app: AppState, call: CallType, headers: HeaderMap, body: 
         .into());
     }
     let est_prompt_tokens = providers::estimate_prompt_tokens(&body);
-    let reserved_output = if call == CallType::Embedding { 0 } else { req.max_output_tokens.unwrap_or(DEFAULT_RESERVED_OUTPUT_TOKENS) };
+    let reserved_output = if call == CallType::Embedding {
+        0
+    } else {
+        req.max_output_tokens
+            .unwrap_or(DEFAULT_RESERVED_OUTPUT_TOKENS)
+    };
     let est_cost = app
         .router
         .group(&req.model)
@@ -90,14 +114,27 @@ async fn admit_and_run(app: AppState, call: CallType, headers: HeaderMap, body: 
         model: req.model.clone(),
         stream: req.stream,
         est_prompt_tokens,
-        num_retries: body.get("num_retries").and_then(Value::as_u64).map(|n| n as u32),
+        num_retries: body
+            .get("num_retries")
+            .and_then(Value::as_u64)
+            .map(|n| n as u32),
         fallbacks: body.get("fallbacks").and_then(Value::as_array).map(|a| {
             a.iter()
-                .filter_map(|f| f.as_str().map(str::to_owned).or_else(|| f.get("model").and_then(Value::as_str).map(str::to_owned)))
+                .filter_map(|f| {
+                    f.as_str()
+                        .map(str::to_owned)
+                        .or_else(|| f.get("model").and_then(Value::as_str).map(str::to_owned))
+                })
                 .collect()
         }),
-        mock_testing_fallbacks: body.get("mock_testing_fallbacks").and_then(Value::as_bool).unwrap_or(false),
-        mock_testing_rate_limit_error: body.get("mock_testing_rate_limit_error").and_then(Value::as_bool).unwrap_or(false),
+        mock_testing_fallbacks: body
+            .get("mock_testing_fallbacks")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        mock_testing_rate_limit_error: body
+            .get("mock_testing_rate_limit_error")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     };
     let ctx = Arc::new(Ctx {
         app,
@@ -120,11 +157,19 @@ async fn admit_and_run(app: AppState, call: CallType, headers: HeaderMap, body: 
 /// Time allowed for a call: the deployment's, else the router's.
 pub(crate) fn call_timeout(app: &AppState, d: &DeploymentState, stream: bool) -> Duration {
     let s = app.router.settings();
-    let stream_t = if stream { d.dep.stream_timeout.or(s.stream_timeout) } else { None };
+    let stream_t = if stream {
+        d.dep.stream_timeout.or(s.stream_timeout)
+    } else {
+        None
+    };
     stream_t.or(d.dep.timeout).unwrap_or(s.timeout)
 }
 
-async fn whole(ctx: Arc<Ctx>, route: RouteRequest, admission: Admission) -> Result<Response, ApiError> {
+async fn whole(
+    ctx: Arc<Ctx>,
+    route: RouteRequest,
+    admission: Admission,
+) -> Result<Response, ApiError> {
     let routed = ctx
         .app
         .router
@@ -151,13 +196,34 @@ async fn whole(ctx: Arc<Ctx>, route: RouteRequest, admission: Admission) -> Resu
         })
         .await;
     match routed {
-        Ok(Routed { value: Completion { body, usage }, deployment, attempted_retries, attempted_fallbacks }) => {
+        Ok(Routed {
+            value: Completion { body, usage },
+            deployment,
+            attempted_retries,
+            attempted_fallbacks,
+        }) => {
             let usage = usage.unwrap_or_else(|| estimate_usage(&ctx, &body));
             let elapsed = ctx.started.elapsed();
-            let spend = deployment.price.as_ref().map(|p| cost::cost(p, &usage, Some(elapsed))).unwrap_or(0.0);
-            let headers = response_headers(&ctx, &deployment, attempted_retries, attempted_fallbacks, spend, &admission);
+            let spend = deployment
+                .price
+                .as_ref()
+                .map(|p| cost::cost(p, &usage, Some(elapsed)))
+                .unwrap_or(0.0);
+            let headers = response_headers(
+                &ctx,
+                &deployment,
+                attempted_retries,
+                attempted_fallbacks,
+                spend,
+                &admission,
+            );
             admission.settle(spend, usage.total_tokens());
-            let mut row = base_row(&ctx, Some(&deployment), attempted_retries, attempted_fallbacks);
+            let mut row = base_row(
+                &ctx,
+                Some(&deployment),
+                attempted_retries,
+                attempted_fallbacks,
+            );
             fill_usage(&mut row, &usage, spend);
             if ctx.app.config.general.store_prompts_in_spend_logs {
                 row.response = Some(body.clone());
@@ -184,7 +250,11 @@ fn estimate_usage(ctx: &Ctx, body: &Value) -> Usage {
         .map(|cs| {
             cs.iter()
                 .map(|c| {
-                    c.pointer("/message/content").or_else(|| c.get("text")).and_then(Value::as_str).map(str::len).unwrap_or(0)
+                    c.pointer("/message/content")
+                        .or_else(|| c.get("text"))
+                        .and_then(Value::as_str)
+                        .map(str::len)
+                        .unwrap_or(0)
                 })
                 .sum()
         })
@@ -198,7 +268,12 @@ fn estimate_usage(ctx: &Ctx, body: &Value) -> Usage {
 }
 
 /// A spend row with everything but usage and outcome filled in.
-pub(crate) fn base_row(ctx: &Ctx, dep: Option<&Arc<DeploymentState>>, retries: u32, fallbacks: u32) -> SpendRow {
+pub(crate) fn base_row(
+    ctx: &Ctx,
+    dep: Option<&Arc<DeploymentState>>,
+    retries: u32,
+    fallbacks: u32,
+) -> SpendRow {
     let now = chrono::Utc::now();
     SpendRow {
         request_id: ctx.request_id.clone(),
@@ -209,11 +284,15 @@ pub(crate) fn base_row(ctx: &Ctx, dep: Option<&Arc<DeploymentState>>, retries: u
         team_id: ctx.caller.team_id.clone(),
         end_user: ctx.req.end_user.clone(),
         model: ctx.req.model.clone(),
-        model_group: dep.map(|d| d.dep.model_name.clone()).unwrap_or_else(|| ctx.req.model.clone()),
+        model_group: dep
+            .map(|d| d.dep.model_name.clone())
+            .unwrap_or_else(|| ctx.req.model.clone()),
         model_id: dep.map(|d| d.dep.id.clone()).unwrap_or_default(),
         api_base: dep.map(|d| d.dep.public_api_base()).unwrap_or_default(),
         custom_llm_provider: dep.map(|d| d.dep.provider.clone()).unwrap_or_default(),
-        start_time: ctx.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        start_time: ctx
+            .started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         end_time: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         duration_ms: ctx.started.elapsed().as_millis() as u64,
         status: "success".into(),
@@ -228,7 +307,13 @@ pub(crate) fn base_row(ctx: &Ctx, dep: Option<&Arc<DeploymentState>>, retries: u
             .config
             .general
             .store_prompts_in_spend_logs
-            .then(|| ctx.body.get("messages").or_else(|| ctx.body.get("prompt")).or_else(|| ctx.body.get("input")).cloned())
+            .then(|| {
+                ctx.body
+                    .get("messages")
+                    .or_else(|| ctx.body.get("prompt"))
+                    .or_else(|| ctx.body.get("input"))
+                    .cloned()
+            })
             .flatten(),
         ..SpendRow::default()
     }
@@ -245,7 +330,13 @@ pub(crate) fn fill_usage(row: &mut SpendRow, usage: &Usage, spend: f64) {
 }
 
 /// Queues a failure row (no charge).
-pub(crate) fn record_failure(ctx: &Ctx, err: &ApiError, dep: Option<&Arc<DeploymentState>>, retries: u32, fallbacks: u32) {
+pub(crate) fn record_failure(
+    ctx: &Ctx,
+    err: &ApiError,
+    dep: Option<&Arc<DeploymentState>>,
+    retries: u32,
+    fallbacks: u32,
+) {
     let mut row = base_row(ctx, dep, retries, fallbacks);
     row.status = "failure".into();
     row.http_status = err.status.as_u16();
@@ -265,17 +356,47 @@ pub(crate) fn response_headers(
 ) -> Vec<(HeaderName, String)> {
     let total_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
     let mut h: Vec<(HeaderName, String)> = vec![
-        (HeaderName::from_static("x-litellm-call-id"), ctx.request_id.clone()),
-        (HeaderName::from_static("x-litellm-response-cost"), format!("{cost}")),
-        (HeaderName::from_static("x-litellm-model-id"), dep.dep.id.clone()),
-        (HeaderName::from_static("x-litellm-model-api-base"), dep.dep.public_api_base()),
-        (HeaderName::from_static("x-litellm-model-group"), dep.dep.model_name.clone()),
-        (HeaderName::from_static("x-litellm-attempted-retries"), retries.to_string()),
-        (HeaderName::from_static("x-litellm-attempted-fallbacks"), fallbacks.to_string()),
-        (HeaderName::from_static("x-litellm-response-duration-ms"), format!("{total_ms:.3}")),
-        (HeaderName::from_static("x-litellm-version"), env!("CARGO_PKG_VERSION").into()),
+        (
+            HeaderName::from_static("x-litellm-call-id"),
+            ctx.request_id.clone(),
+        ),
+        (
+            HeaderName::from_static("x-litellm-response-cost"),
+            format!("{cost}"),
+        ),
+        (
+            HeaderName::from_static("x-litellm-model-id"),
+            dep.dep.id.clone(),
+        ),
+        (
+            HeaderName::from_static("x-litellm-model-api-base"),
+            dep.dep.public_api_base(),
+        ),
+        (
+            HeaderName::from_static("x-litellm-model-group"),
+            dep.dep.model_name.clone(),
+        ),
+        (
+            HeaderName::from_static("x-litellm-attempted-retries"),
+            retries.to_string(),
+        ),
+        (
+            HeaderName::from_static("x-litellm-attempted-fallbacks"),
+            fallbacks.to_string(),
+        ),
+        (
+            HeaderName::from_static("x-litellm-response-duration-ms"),
+            format!("{total_ms:.3}"),
+        ),
+        (
+            HeaderName::from_static("x-litellm-version"),
+            env!("CARGO_PKG_VERSION").into(),
+        ),
     ];
-    h.push((HeaderName::from_static("x-litellm-overhead-duration-ms"), format!("{:.3}", ctx.overhead_ms())));
+    h.push((
+        HeaderName::from_static("x-litellm-overhead-duration-ms"),
+        format!("{:.3}", ctx.overhead_ms()),
+    ));
     for (k, v) in admission.headers() {
         h.push((HeaderName::from_static(k), v.clone()));
     }
@@ -284,7 +405,8 @@ pub(crate) fn response_headers(
 
 impl Ctx {
     pub(crate) fn set_upstream_time(&self, d: Duration) {
-        self.upstream_us.store(d.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.upstream_us
+            .store(d.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Time the gateway added on top of the upstream (auth, limits, routing, retries).

@@ -49,7 +49,11 @@ impl ApiError {
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error", message)
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_server_error",
+            message,
+        )
     }
 
     /// The JSON body, also used for SSE error events.
@@ -93,7 +97,9 @@ impl From<LimitError> for ApiError {
 
 fn class_type(c: ErrorClass) -> &'static str {
     match c {
-        ErrorClass::BadRequest | ErrorClass::ContextWindowExceeded | ErrorClass::ContentPolicyViolation => "invalid_request_error",
+        ErrorClass::BadRequest
+        | ErrorClass::ContextWindowExceeded
+        | ErrorClass::ContentPolicyViolation => "invalid_request_error",
         ErrorClass::Authentication => "authentication_error",
         ErrorClass::PermissionDenied => "permission_denied_error",
         ErrorClass::NotFound => "not_found_error",
@@ -114,7 +120,11 @@ impl From<&crate::providers::Error> for ApiError {
         ApiError {
             retry_after: e.retry_after,
             code: Some(status.as_u16().to_string()),
-            ..ApiError::new(status, class_type(e.class), format!("litellm.{}: {}", e.class.litellm_name(), e))
+            ..ApiError::new(
+                status,
+                class_type(e.class),
+                format!("litellm.{}: {}", e.class.litellm_name(), e),
+            )
         }
     }
 }
@@ -128,13 +138,20 @@ impl From<RouteError> for ApiError {
             },
             RouteError::NoDeployment { retry_after, .. } => ApiError {
                 retry_after: Some(retry_after.unwrap_or(Duration::from_secs(1))),
-                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", e.to_string())
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    e.to_string(),
+                )
             },
             RouteError::AllFailed { errors } => {
                 let last = errors.last().map(|(_, e)| ApiError::from(e));
                 match (last, errors.len()) {
                     (Some(last), 1) => last,
-                    (Some(last), _) => ApiError { message: e.to_string(), ..last },
+                    (Some(last), _) => ApiError {
+                        message: e.to_string(),
+                        ..last
+                    },
                     (None, _) => ApiError::internal(e.to_string()),
                 }
             }

@@ -16,8 +16,13 @@ fn model_object(id: &str, created: i64) -> Value {
     json!({"id": id, "object": "model", "created": created, "owned_by": "openai"})
 }
 
-pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let caller = app.governance.authenticate(crate::auth::api_key(&headers))?;
+pub async fn list(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let caller = app
+        .governance
+        .authenticate(crate::auth::api_key(&headers))?;
     let created = app.started_at.timestamp();
     let data: Vec<Value> = app
         .router
@@ -29,13 +34,23 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Result<Jso
     Ok(Json(json!({"object": "list", "data": data})))
 }
 
-pub async fn one(State(app): State<AppState>, headers: HeaderMap, Path(model): Path<String>) -> Result<Json<Value>, ApiError> {
-    let caller = app.governance.authenticate(crate::auth::api_key(&headers))?;
+pub async fn one(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = app
+        .governance
+        .authenticate(crate::auth::api_key(&headers))?;
     if !app.router.has_group(&model) || !app.governance.can_use_model(&caller, &model) {
         return Err(ApiError {
             param: Some("model".into()),
             code: Some("model_not_found".into()),
-            ..ApiError::new(axum::http::StatusCode::NOT_FOUND, "invalid_request_error", format!("The model `{model}` does not exist"))
+            ..ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                format!("The model `{model}` does not exist"),
+            )
         });
     }
     Ok(Json(model_object(&model, app.started_at.timestamp())))
@@ -60,15 +75,28 @@ pub async fn readiness(State(app): State<AppState>) -> Response {
         "switchyard_version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": app.started.elapsed().as_secs(),
     });
-    let status = if healthy { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
+    let status = if healthy {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }
 
 /// Probes every deployment with a tiny call, like LiteLLM's `/health`.
-pub async fn health(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let caller = app.governance.authenticate(crate::auth::api_key(&headers))?;
+pub async fn health(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let caller = app
+        .governance
+        .authenticate(crate::auth::api_key(&headers))?;
     if !caller.is_admin() {
-        return Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, "auth_error", "Only the proxy admin may call /health"));
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "auth_error",
+            "Only the proxy admin may call /health",
+        ));
     }
     let deployments = app.router.deployments();
     let probes = deployments.iter().map(|d| {

@@ -19,16 +19,26 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             Err(rej) => {
                 let status = rej.status();
                 return Err(if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", "Request body is too large")
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "invalid_request_error",
+                        "Request body is too large",
+                    )
                 } else {
-                    ApiError::bad_request(format!("Could not read request body: {}", rej.body_text()))
+                    ApiError::bad_request(format!(
+                        "Could not read request body: {}",
+                        rej.body_text()
+                    ))
                 });
             }
         };
         if bytes.is_empty() {
-            return Err(ApiError::bad_request("Request body is empty; expected a JSON object"));
+            return Err(ApiError::bad_request(
+                "Request body is empty; expected a JSON object",
+            ));
         }
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("Invalid JSON in request body: {e}")))?;
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("Invalid JSON in request body: {e}")))?;
         if !v.is_object() {
             return Err(ApiError::bad_request("Request body must be a JSON object"));
         }
@@ -55,35 +65,75 @@ impl ProxyRequest {
     pub fn parse(call: CallType, body: &Value, headers: &HeaderMap) -> Result<Self, ApiError> {
         let model = match body.get("model") {
             Some(Value::String(m)) if !m.is_empty() => m.clone(),
-            Some(_) => return Err(ApiError::missing_param("model", "`model` must be a non-empty string")),
-            None => return Err(ApiError::missing_param("model", "Missing required parameter: `model`")),
+            Some(_) => {
+                return Err(ApiError::missing_param(
+                    "model",
+                    "`model` must be a non-empty string",
+                ))
+            }
+            None => {
+                return Err(ApiError::missing_param(
+                    "model",
+                    "Missing required parameter: `model`",
+                ))
+            }
         };
         match call {
             CallType::Chat => match body.get("messages") {
                 Some(Value::Array(m)) if !m.is_empty() => {}
-                Some(Value::Array(_)) => return Err(ApiError::missing_param("messages", "`messages` must not be empty")),
-                Some(_) => return Err(ApiError::missing_param("messages", "`messages` must be an array")),
-                None => return Err(ApiError::missing_param("messages", "Missing required parameter: `messages`")),
+                Some(Value::Array(_)) => {
+                    return Err(ApiError::missing_param(
+                        "messages",
+                        "`messages` must not be empty",
+                    ))
+                }
+                Some(_) => {
+                    return Err(ApiError::missing_param(
+                        "messages",
+                        "`messages` must be an array",
+                    ))
+                }
+                None => {
+                    return Err(ApiError::missing_param(
+                        "messages",
+                        "Missing required parameter: `messages`",
+                    ))
+                }
             },
             CallType::Completion => {
                 if body.get("prompt").is_none() {
-                    return Err(ApiError::missing_param("prompt", "Missing required parameter: `prompt`"));
+                    return Err(ApiError::missing_param(
+                        "prompt",
+                        "Missing required parameter: `prompt`",
+                    ));
                 }
             }
             CallType::Embedding => {
                 if body.get("input").is_none() {
-                    return Err(ApiError::missing_param("input", "Missing required parameter: `input`"));
+                    return Err(ApiError::missing_param(
+                        "input",
+                        "Missing required parameter: `input`",
+                    ));
                 }
             }
         }
-        let stream = call != CallType::Embedding && body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-        let include_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
+        let stream = call != CallType::Embedding
+            && body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let include_usage = body
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let metadata = body.get("metadata").cloned().unwrap_or(Value::Null);
         let mut tags: Vec<String> = metadata
             .get("tags")
             .or_else(|| body.get("tags"))
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default();
         if let Some(h) = headers.get("x-litellm-tags").and_then(|v| v.to_str().ok()) {
             for t in h.split(',').map(str::trim).filter(|t| !t.is_empty()) {
@@ -118,7 +168,11 @@ fn redact_metadata(mut v: Value) -> Value {
     if let Some(obj) = v.as_object_mut() {
         obj.retain(|k, _| {
             let k = k.to_ascii_lowercase();
-            !(k.contains("key") || k.contains("secret") || k.contains("token") || k.contains("password") || k == "authorization")
+            !(k.contains("key")
+                || k.contains("secret")
+                || k.contains("token")
+                || k.contains("password")
+                || k == "authorization")
         });
     }
     v
@@ -132,7 +186,12 @@ mod tests {
     #[test]
     fn missing_fields_are_named() {
         let h = HeaderMap::new();
-        let e = ProxyRequest::parse(CallType::Chat, &json!({"messages": [{"role":"user","content":"x"}]}), &h).unwrap_err();
+        let e = ProxyRequest::parse(
+            CallType::Chat,
+            &json!({"messages": [{"role":"user","content":"x"}]}),
+            &h,
+        )
+        .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("model"));
         let e = ProxyRequest::parse(CallType::Chat, &json!({"model": "m"}), &h).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages"));

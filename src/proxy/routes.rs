@@ -10,9 +10,18 @@ pub fn routes() -> Router<AppState> {
     let mut r = Router::new();
     for prefix in ["", "/v1"] {
         r = r
-            .route(&format!("{prefix}/chat/completions"), post(completions::chat))
-            .route(&format!("{prefix}/completions"), post(completions::completions))
-            .route(&format!("{prefix}/embeddings"), post(completions::embeddings))
+            .route(
+                &format!("{prefix}/chat/completions"),
+                post(completions::chat),
+            )
+            .route(
+                &format!("{prefix}/completions"),
+                post(completions::completions),
+            )
+            .route(
+                &format!("{prefix}/embeddings"),
+                post(completions::embeddings),
+            )
             .route(&format!("{prefix}/models"), get(models::list))
             .route(&format!("{prefix}/models/{{model}}"), get(models::one));
     }

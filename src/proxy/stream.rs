@@ -12,7 +12,9 @@ use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use super::completions::{apply_headers, base_row, call_timeout, fill_usage, record_failure, response_headers, Ctx};
+use super::completions::{
+    apply_headers, base_row, call_timeout, fill_usage, record_failure, response_headers, Ctx,
+};
 use super::ApiError;
 use crate::governance::Admission;
 use crate::providers::{self, CallContext, ChunkStream, Error as ProviderError, StreamItem, Usage};
@@ -28,7 +30,11 @@ struct Opened {
     ttft: Duration,
 }
 
-pub(crate) async fn respond(ctx: Arc<Ctx>, route: RouteRequest, admission: Admission) -> Result<Response, ApiError> {
+pub(crate) async fn respond(
+    ctx: Arc<Ctx>,
+    route: RouteRequest,
+    admission: Admission,
+) -> Result<Response, ApiError> {
     let routed = ctx
         .app
         .router
@@ -50,11 +56,22 @@ pub(crate) async fn respond(ctx: Arc<Ctx>, route: RouteRequest, admission: Admis
                 let remaining = timeout.saturating_sub(t.elapsed());
                 let first = match tokio::time::timeout(remaining, rest.next()).await {
                     Err(_) => return Err(ProviderError::timeout(provider, timeout)),
-                    Ok(None) => return Err(ProviderError::bad_response(provider, "stream ended before any data")),
+                    Ok(None) => {
+                        return Err(ProviderError::bad_response(
+                            provider,
+                            "stream ended before any data",
+                        ))
+                    }
                     Ok(Some(Err(e))) => return Err(e),
                     Ok(Some(Ok(item))) => item,
                 };
-                Ok(Opened { first, rest, in_flight, upstream_started: t, ttft: t.elapsed() })
+                Ok(Opened {
+                    first,
+                    rest,
+                    in_flight,
+                    upstream_started: t,
+                    ttft: t.elapsed(),
+                })
             }
         })
         .await;
@@ -70,10 +87,32 @@ pub(crate) async fn respond(ctx: Arc<Ctx>, route: RouteRequest, admission: Admis
     let est_cost = dep
         .price
         .as_ref()
-        .map(|p| cost::cost(p, &Usage { prompt_tokens: ctx.est_prompt_tokens, ..Usage::default() }, None))
+        .map(|p| {
+            cost::cost(
+                p,
+                &Usage {
+                    prompt_tokens: ctx.est_prompt_tokens,
+                    ..Usage::default()
+                },
+                None,
+            )
+        })
         .unwrap_or(0.0);
-    let headers = response_headers(&ctx, &dep, routed.attempted_retries, routed.attempted_fallbacks, est_cost, &admission);
-    let Opened { first, rest, in_flight, upstream_started, ttft } = routed.value;
+    let headers = response_headers(
+        &ctx,
+        &dep,
+        routed.attempted_retries,
+        routed.attempted_fallbacks,
+        est_cost,
+        &admission,
+    );
+    let Opened {
+        first,
+        rest,
+        in_flight,
+        upstream_started,
+        ttft,
+    } = routed.value;
     let state = Forward {
         ctx,
         dep,
@@ -92,12 +131,17 @@ pub(crate) async fn respond(ctx: Arc<Ctx>, route: RouteRequest, admission: Admis
         fallbacks: routed.attempted_fallbacks,
     };
     let body = Body::from_stream(futures_util::stream::unfold(state, |mut st| async move {
-        st.next_frame().await.map(|b| (Ok::<Bytes, std::convert::Infallible>(b), st))
+        st.next_frame()
+            .await
+            .map(|b| (Ok::<Bytes, std::convert::Infallible>(b), st))
     }));
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     apply_headers(&mut resp, headers);
@@ -187,7 +231,12 @@ impl Forward {
         });
         let total = self.upstream_started.elapsed();
         ctx.set_upstream_time(total);
-        let spend = self.dep.price.as_ref().map(|p| cost::cost(p, &usage, Some(ctx.started.elapsed()))).unwrap_or(0.0);
+        let spend = self
+            .dep
+            .price
+            .as_ref()
+            .map(|p| cost::cost(p, &usage, Some(ctx.started.elapsed())))
+            .unwrap_or(0.0);
         if let Some(a) = self.admission.take() {
             a.settle(spend, usage.total_tokens());
         }
@@ -201,7 +250,12 @@ impl Forward {
                 row.error_class = Some(err.kind.into());
                 row.error_message = Some(err.message.clone());
             }
-            (None, true) => self.dep.record_success(total, Some(self.ttft), usage.total_tokens(), usage.completion_tokens),
+            (None, true) => self.dep.record_success(
+                total,
+                Some(self.ttft),
+                usage.total_tokens(),
+                usage.completion_tokens,
+            ),
             (None, false) => {
                 row.status = "failure".into();
                 row.http_status = 499;

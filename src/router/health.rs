@@ -97,7 +97,9 @@ fn epoch() -> Instant {
 
 impl DeploymentState {
     pub fn new(dep: Deployment, price: Option<ModelPrice>) -> Arc<Self> {
-        let context_window = dep.context_window_override().or(price.as_ref().and_then(|p| p.max_input_tokens));
+        let context_window = dep
+            .context_window_override()
+            .or(price.as_ref().and_then(|p| p.max_input_tokens));
         Arc::new(DeploymentState {
             dep,
             context_window,
@@ -158,7 +160,13 @@ impl DeploymentState {
         }
     }
 
-    pub fn record_success(&self, total: Duration, ttft: Option<Duration>, tokens: u64, output_tokens: u64) {
+    pub fn record_success(
+        &self,
+        total: Duration,
+        ttft: Option<Duration>,
+        tokens: u64,
+        output_tokens: u64,
+    ) {
         let now = Instant::now();
         let mut l = self.inner.lock();
         l.total_successes += 1;
@@ -173,7 +181,13 @@ impl DeploymentState {
     }
 
     /// Records a failure; returns true when the deployment entered cooldown.
-    pub fn record_failure(&self, message: &str, immediate: bool, allowed_fails: u32, cooldown: Duration) -> bool {
+    pub fn record_failure(
+        &self,
+        message: &str,
+        immediate: bool,
+        allowed_fails: u32,
+        cooldown: Duration,
+    ) -> bool {
         let now = Instant::now();
         let mut l = self.inner.lock();
         l.total_failures += 1;
@@ -241,12 +255,19 @@ mod tests {
         e.observe(100.0, t0 + Duration::from_millis(10));
         assert_eq!(e.value, 100.0);
         e.observe(10.0, t0 + Duration::from_millis(20));
-        assert!(e.value > 50.0, "one fast sample must not erase a spike: {}", e.value);
+        assert!(
+            e.value > 50.0,
+            "one fast sample must not erase a spike: {}",
+            e.value
+        );
     }
 
     #[test]
     fn failures_beyond_allowed_fails_start_a_cooldown() {
-        let s = DeploymentState::new(crate::router::test_deployment("a", "g", crate::providers::Wire::OpenAi), None);
+        let s = DeploymentState::new(
+            crate::router::test_deployment("a", "g", crate::providers::Wire::OpenAi),
+            None,
+        );
         let cd = Duration::from_secs(5);
         assert!(!s.record_failure("x", false, 1, cd));
         assert!(s.record_failure("x", false, 1, cd));
@@ -256,7 +277,10 @@ mod tests {
 
     #[test]
     fn in_flight_guard_counts_and_releases() {
-        let s = DeploymentState::new(crate::router::test_deployment("a", "g", crate::providers::Wire::OpenAi), None);
+        let s = DeploymentState::new(
+            crate::router::test_deployment("a", "g", crate::providers::Wire::OpenAi),
+            None,
+        );
         let g1 = s.start();
         let g2 = s.start();
         assert_eq!(s.in_flight(), 2);

@@ -60,7 +60,9 @@ pub enum RouteError {
     },
     /// The last failure decides the status; every failure is listed in the message.
     #[error("{}", summary(.errors))]
-    AllFailed { errors: Vec<(String, ProviderError)> },
+    AllFailed {
+        errors: Vec<(String, ProviderError)>,
+    },
 }
 
 fn summary(errors: &[(String, ProviderError)]) -> String {
@@ -109,13 +111,19 @@ impl Router {
             let d = old
                 .by_name
                 .get(&d.dep.model_name)
-                .and_then(|v| v.iter().find(|o| o.dep.id == d.dep.id && same_target(&o.dep, &d.dep)))
+                .and_then(|v| {
+                    v.iter()
+                        .find(|o| o.dep.id == d.dep.id && same_target(&o.dep, &d.dep))
+                })
                 .cloned()
                 .unwrap_or(d);
             if !g.by_name.contains_key(&d.dep.model_name) {
                 g.order.push(d.dep.model_name.clone());
             }
-            g.by_name.entry(d.dep.model_name.clone()).or_default().push(d);
+            g.by_name
+                .entry(d.dep.model_name.clone())
+                .or_default()
+                .push(d);
         }
         *self.groups.write() = Arc::new(g);
     }
@@ -130,16 +138,28 @@ impl Router {
 
     pub fn deployments(&self) -> Vec<Arc<DeploymentState>> {
         let g = self.groups.read().clone();
-        g.order.iter().flat_map(|n| g.by_name[n].iter().cloned()).collect()
+        g.order
+            .iter()
+            .flat_map(|n| g.by_name[n].iter().cloned())
+            .collect()
     }
 
     pub fn group(&self, name: &str) -> Vec<Arc<DeploymentState>> {
-        self.groups.read().by_name.get(name).cloned().unwrap_or_default()
+        self.groups
+            .read()
+            .by_name
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The fallback groups for `group` after a failure of `class`.
     fn fallbacks_for(&self, group: &str, class: ErrorClass, req: &RouteRequest) -> Vec<String> {
-        let find = |list: &[(String, Vec<String>)]| list.iter().find(|(g, _)| g == group).map(|(_, f)| f.clone());
+        let find = |list: &[(String, Vec<String>)]| {
+            list.iter()
+                .find(|(g, _)| g == group)
+                .map(|(_, f)| f.clone())
+        };
         let specific = match class {
             ErrorClass::ContextWindowExceeded => find(&self.settings.context_window_fallbacks),
             ErrorClass::ContentPolicyViolation => find(&self.settings.content_policy_fallbacks),
@@ -161,31 +181,67 @@ impl Router {
     }
 
     /// Healthy candidates of the best `order`, or why there are none.
-    fn candidates(&self, group: &str, req: &RouteRequest, exclude: &[String], now: Instant) -> Result<Vec<Arc<DeploymentState>>, (String, Option<Duration>)> {
+    fn candidates(
+        &self,
+        group: &str,
+        req: &RouteRequest,
+        exclude: &[String],
+        now: Instant,
+    ) -> Result<Vec<Arc<DeploymentState>>, (String, Option<Duration>)> {
         let all = self.group(group);
         let fits: Vec<_> = all
             .iter()
             .filter(|d| {
-                !self.settings.enable_pre_call_checks || d.context_window.is_none_or(|w| req.est_prompt_tokens <= w)
+                !self.settings.enable_pre_call_checks
+                    || d.context_window.is_none_or(|w| req.est_prompt_tokens <= w)
             })
             .cloned()
             .collect();
         if fits.is_empty() && !all.is_empty() {
-            return Err((format!("the request's ~{} prompt tokens exceed every deployment's context window", req.est_prompt_tokens), None));
+            return Err((
+                format!(
+                    "the request's ~{} prompt tokens exceed every deployment's context window",
+                    req.est_prompt_tokens
+                ),
+                None,
+            ));
         }
-        let healthy: Vec<_> = fits.iter().filter(|d| !d.is_cooling_down(now)).cloned().collect();
+        let healthy: Vec<_> = fits
+            .iter()
+            .filter(|d| !d.is_cooling_down(now))
+            .cloned()
+            .collect();
         if healthy.is_empty() {
             let wait = fits.iter().filter_map(|d| d.cooldown_remaining(now)).min();
-            return Err(("all deployments are cooling down after failures".into(), wait));
+            return Err((
+                "all deployments are cooling down after failures".into(),
+                wait,
+            ));
         }
         // Prefer deployments not yet tried in this request, when any remain.
-        let fresh: Vec<_> = healthy.iter().filter(|d| !exclude.contains(&d.dep.id)).cloned().collect();
+        let fresh: Vec<_> = healthy
+            .iter()
+            .filter(|d| !exclude.contains(&d.dep.id))
+            .cloned()
+            .collect();
         let pool = if fresh.is_empty() { healthy } else { fresh };
-        let best = pool.iter().map(|d| d.dep.order.unwrap_or(u32::MAX)).min().unwrap_or(u32::MAX);
-        Ok(pool.into_iter().filter(|d| d.dep.order.unwrap_or(u32::MAX) == best).collect())
+        let best = pool
+            .iter()
+            .map(|d| d.dep.order.unwrap_or(u32::MAX))
+            .min()
+            .unwrap_or(u32::MAX);
+        Ok(pool
+            .into_iter()
+            .filter(|d| d.dep.order.unwrap_or(u32::MAX) == best)
+            .collect())
     }
 
-    fn pick(&self, group: &str, req: &RouteRequest, exclude: &[String]) -> Result<Arc<DeploymentState>, (String, Option<Duration>)> {
+    fn pick(
+        &self,
+        group: &str,
+        req: &RouteRequest,
+        exclude: &[String],
+    ) -> Result<Arc<DeploymentState>, (String, Option<Duration>)> {
         let now = Instant::now();
         let cands = self.candidates(group, req, exclude, now)?;
         let mut rng = rand::thread_rng();
@@ -199,7 +255,12 @@ impl Router {
         };
         match strategy::choose(&cands, &mut p) {
             Some(i) => Ok(cands[i].clone()),
-            None => Err(("every deployment is at its rpm/tpm limit this minute".into(), Some(Duration::from_secs(60 - (chrono::Utc::now().timestamp() % 60) as u64)))),
+            None => Err((
+                "every deployment is at its rpm/tpm limit this minute".into(),
+                Some(Duration::from_secs(
+                    60 - (chrono::Utc::now().timestamp() % 60) as u64,
+                )),
+            )),
         }
     }
 
@@ -210,21 +271,38 @@ impl Router {
         if !class.retryable() {
             return 0;
         }
-        req.num_retries.or(dep.max_retries).unwrap_or(self.settings.num_retries)
+        req.num_retries
+            .or(dep.max_retries)
+            .unwrap_or(self.settings.num_retries)
     }
 
     /// Records a failure against the deployment and maybe starts its cooldown.
     pub fn report_failure(&self, d: &DeploymentState, e: &ProviderError) {
         let counts = matches!(
             e.class,
-            ErrorClass::RateLimit | ErrorClass::Timeout | ErrorClass::InternalServer | ErrorClass::Connection | ErrorClass::Authentication | ErrorClass::NotFound
+            ErrorClass::RateLimit
+                | ErrorClass::Timeout
+                | ErrorClass::InternalServer
+                | ErrorClass::Connection
+                | ErrorClass::Authentication
+                | ErrorClass::NotFound
         );
         if !counts {
             return;
         }
         let immediate = matches!(e.class, ErrorClass::Authentication | ErrorClass::NotFound);
-        let allowed = self.settings.allowed_fails_policy.get(&e.class).copied().unwrap_or(self.settings.allowed_fails);
-        if d.record_failure(&e.to_string(), immediate, allowed, self.settings.cooldown_time) {
+        let allowed = self
+            .settings
+            .allowed_fails_policy
+            .get(&e.class)
+            .copied()
+            .unwrap_or(self.settings.allowed_fails);
+        if d.record_failure(
+            &e.to_string(),
+            immediate,
+            allowed,
+            self.settings.cooldown_time,
+        ) {
             tracing::warn!(model_id = %d.dep.id, group = %d.dep.model_name, error = %e.class.litellm_name(), "deployment cooling down");
         }
     }
@@ -234,7 +312,9 @@ impl Router {
             return self.settings.retry_after;
         }
         if let Some(ra) = e.retry_after {
-            return ra.max(self.settings.retry_after).min(Duration::from_secs(60));
+            return ra
+                .max(self.settings.retry_after)
+                .min(Duration::from_secs(60));
         }
         let base = 0.05 * 2f64.powi(attempt.min(8) as i32);
         let jitter = rand::thread_rng().gen_range(0.5..1.0);
@@ -242,7 +322,11 @@ impl Router {
     }
 
     /// Runs `call` against the request's group with retries, then its fallbacks.
-    pub async fn run<T, F, Fut>(&self, req: &RouteRequest, mut call: F) -> Result<Routed<T>, RouteError>
+    pub async fn run<T, F, Fut>(
+        &self,
+        req: &RouteRequest,
+        mut call: F,
+    ) -> Result<Routed<T>, RouteError>
     where
         F: FnMut(Arc<DeploymentState>) -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
@@ -274,12 +358,25 @@ impl Router {
                         break None;
                     }
                 };
-                let mock_error = fallback_index == 0 && (req.mock_testing_fallbacks || req.mock_testing_rate_limit_error);
+                let mock_error = fallback_index == 0
+                    && (req.mock_testing_fallbacks || req.mock_testing_rate_limit_error);
                 let result = if mock_error {
                     Err(if req.mock_testing_rate_limit_error {
-                        ProviderError::new(ErrorClass::RateLimit, 429, "mock", "This is a mock rate limit error (mock_testing_rate_limit_error)".into())
+                        ProviderError::new(
+                            ErrorClass::RateLimit,
+                            429,
+                            "mock",
+                            "This is a mock rate limit error (mock_testing_rate_limit_error)"
+                                .into(),
+                        )
                     } else {
-                        ProviderError::new(ErrorClass::InternalServer, 500, "mock", "This is a mock exception for fallbacks (mock_testing_fallbacks)".into())
+                        ProviderError::new(
+                            ErrorClass::InternalServer,
+                            500,
+                            "mock",
+                            "This is a mock exception for fallbacks (mock_testing_fallbacks)"
+                                .into(),
+                        )
                     })
                 } else {
                     call(dep.clone()).await
@@ -299,7 +396,11 @@ impl Router {
                         }
                         let class = e.class;
                         let allowed = self.retries_for(class, req, &dep.dep);
-                        let repeat_same = !self.group(&group).iter().any(|d| d.dep.id != dep.dep.id && !tried_ids.contains(&d.dep.id) && !d.is_cooling_down(Instant::now()));
+                        let repeat_same = !self.group(&group).iter().any(|d| {
+                            d.dep.id != dep.dep.id
+                                && !tried_ids.contains(&d.dep.id)
+                                && !d.is_cooling_down(Instant::now())
+                        });
                         tried_ids.push(dep.dep.id.clone());
                         let wait = self.backoff(attempt, &e, repeat_same);
                         errors.push((group.clone(), e));
@@ -322,8 +423,13 @@ impl Router {
             }
         }
         if errors.is_empty() {
-            let (reason, retry_after) = last_unavailable.unwrap_or_else(|| ("no deployment".into(), None));
-            return Err(RouteError::NoDeployment { model: req.model.clone(), reason, retry_after });
+            let (reason, retry_after) =
+                last_unavailable.unwrap_or_else(|| ("no deployment".into(), None));
+            return Err(RouteError::NoDeployment {
+                model: req.model.clone(),
+                reason,
+                retry_after,
+            });
         }
         Err(RouteError::AllFailed { errors })
     }
@@ -331,7 +437,10 @@ impl Router {
 
 /// Whether two definitions of a deployment call the same upstream the same way.
 fn same_target(a: &Deployment, b: &Deployment) -> bool {
-    a.api_base == b.api_base && a.upstream_model == b.upstream_model && a.api_key == b.api_key && a.wire == b.wire
+    a.api_base == b.api_base
+        && a.upstream_model == b.upstream_model
+        && a.api_key == b.api_key
+        && a.wire == b.wire
 }
 
 /// A minimal deployment for unit tests.

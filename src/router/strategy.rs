@@ -32,15 +32,24 @@ pub fn choose(cands: &[Arc<DeploymentState>], p: &mut Pick<'_>) -> Option<usize>
         RoutingStrategy::SimpleShuffle => Some(weighted_shuffle(cands, p.rng)),
         RoutingStrategy::LeastBusy => {
             let min = cands.iter().map(|c| c.in_flight()).min().unwrap_or(0);
-            let tied: Vec<usize> = (0..cands.len()).filter(|i| cands[*i].in_flight() == min).collect();
+            let tied: Vec<usize> = (0..cands.len())
+                .filter(|i| cands[*i].in_flight() == min)
+                .collect();
             Some(tied[p.rng.gen_range(0..tied.len())])
         }
         RoutingStrategy::UsageBased => usage_based(cands, p),
         RoutingStrategy::LatencyBased => Some(latency_based(cands, p)),
         RoutingStrategy::CostBased => {
-            let cost = |c: &DeploymentState| c.price.as_ref().map(|p| p.input_cost_per_token + p.output_cost_per_token).unwrap_or(f64::MAX);
+            let cost = |c: &DeploymentState| {
+                c.price
+                    .as_ref()
+                    .map(|p| p.input_cost_per_token + p.output_cost_per_token)
+                    .unwrap_or(f64::MAX)
+            };
             let min = cands.iter().map(|c| cost(c)).fold(f64::MAX, f64::min);
-            let tied: Vec<usize> = (0..cands.len()).filter(|i| cost(&cands[*i]) <= min).collect();
+            let tied: Vec<usize> = (0..cands.len())
+                .filter(|i| cost(&cands[*i]) <= min)
+                .collect();
             // Among equally cheap ones, the least busy.
             tied.into_iter().min_by_key(|i| cands[*i].in_flight())
         }
@@ -52,9 +61,15 @@ fn weighted_shuffle(cands: &[Arc<DeploymentState>], rng: &mut dyn rand::RngCore)
     let weights: Vec<f64> = if cands.iter().any(|c| c.dep.weight.is_some()) {
         cands.iter().map(|c| c.dep.weight.unwrap_or(0.0)).collect()
     } else if cands.iter().any(|c| c.dep.rpm.is_some()) {
-        cands.iter().map(|c| c.dep.rpm.unwrap_or(0) as f64).collect()
+        cands
+            .iter()
+            .map(|c| c.dep.rpm.unwrap_or(0) as f64)
+            .collect()
     } else if cands.iter().any(|c| c.dep.tpm.is_some()) {
-        cands.iter().map(|c| c.dep.tpm.unwrap_or(0) as f64).collect()
+        cands
+            .iter()
+            .map(|c| c.dep.tpm.unwrap_or(0) as f64)
+            .collect()
     } else {
         vec![1.0; cands.len()]
     };
@@ -77,13 +92,26 @@ fn usage_based(cands: &[Arc<DeploymentState>], p: &mut Pick<'_>) -> Option<usize
     let mut best: Option<(usize, f64)> = None;
     for (i, c) in cands.iter().enumerate() {
         let (req, tok) = c.minute_usage(p.now);
-        if c.dep.rpm.is_some_and(|l| req >= l) || c.dep.tpm.is_some_and(|l| tok + p.est_tokens > l) {
+        if c.dep.rpm.is_some_and(|l| req >= l) || c.dep.tpm.is_some_and(|l| tok + p.est_tokens > l)
+        {
             continue;
         }
-        let r = c.dep.rpm.map(|l| req as f64 / l.max(1) as f64).unwrap_or(0.0);
-        let t = c.dep.tpm.map(|l| tok as f64 / l.max(1) as f64).unwrap_or(0.0);
+        let r = c
+            .dep
+            .rpm
+            .map(|l| req as f64 / l.max(1) as f64)
+            .unwrap_or(0.0);
+        let t = c
+            .dep
+            .tpm
+            .map(|l| tok as f64 / l.max(1) as f64)
+            .unwrap_or(0.0);
         // Without limits, fall back to raw token usage so load still spreads.
-        let score = if c.dep.rpm.is_none() && c.dep.tpm.is_none() { tok as f64 + req as f64 } else { r.max(t) };
+        let score = if c.dep.rpm.is_none() && c.dep.tpm.is_none() {
+            tok as f64 + req as f64
+        } else {
+            r.max(t)
+        };
         let better = match best {
             None => true,
             Some((_, s)) => score < s || (score == s && p.rng.gen_bool(0.5)),
@@ -106,8 +134,15 @@ fn latency_based(cands: &[Arc<DeploymentState>], p: &mut Pick<'_>) -> usize {
     let best = scores.iter().cloned().fold(f64::MAX, f64::min);
     let limit = best * (1.0 + p.lowest_latency_buffer.max(0.0));
     let near: Vec<usize> = (0..cands.len()).filter(|i| scores[*i] <= limit).collect();
-    let min_busy = near.iter().map(|i| cands[*i].in_flight()).min().unwrap_or(0);
-    let tied: Vec<usize> = near.into_iter().filter(|i| cands[*i].in_flight() == min_busy).collect();
+    let min_busy = near
+        .iter()
+        .map(|i| cands[*i].in_flight())
+        .min()
+        .unwrap_or(0);
+    let tied: Vec<usize> = near
+        .into_iter()
+        .filter(|i| cands[*i].in_flight() == min_busy)
+        .collect();
     tied[p.rng.gen_range(0..tied.len())]
 }
 
@@ -128,7 +163,14 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let mut out = vec![0; cands.len()];
         for _ in 0..n {
-            let mut p = Pick { strategy, stream: false, lowest_latency_buffer: 0.0, now: Instant::now(), est_tokens: 0, rng: &mut rng };
+            let mut p = Pick {
+                strategy,
+                stream: false,
+                lowest_latency_buffer: 0.0,
+                now: Instant::now(),
+                est_tokens: 0,
+                rng: &mut rng,
+            };
             out[choose(cands, &mut p).unwrap()] += 1;
         }
         out
@@ -136,14 +178,20 @@ mod tests {
 
     #[test]
     fn simple_shuffle_follows_weights() {
-        let c = vec![dep("a", |d| d.weight = Some(9.0)), dep("b", |d| d.weight = Some(1.0))];
+        let c = vec![
+            dep("a", |d| d.weight = Some(9.0)),
+            dep("b", |d| d.weight = Some(1.0)),
+        ];
         let n = counts(&c, RoutingStrategy::SimpleShuffle, 10_000);
         assert!((8_600..9_400).contains(&n[0]), "{n:?}");
     }
 
     #[test]
     fn simple_shuffle_uses_rpm_when_no_weight() {
-        let c = vec![dep("a", |d| d.rpm = Some(100)), dep("b", |d| d.rpm = Some(300))];
+        let c = vec![
+            dep("a", |d| d.rpm = Some(100)),
+            dep("b", |d| d.rpm = Some(300)),
+        ];
         let n = counts(&c, RoutingStrategy::SimpleShuffle, 10_000);
         assert!((2_100..2_900).contains(&n[0]), "{n:?}");
     }
@@ -157,12 +205,22 @@ mod tests {
 
     #[test]
     fn usage_based_skips_full_deployments_and_reports_none_when_all_are_full() {
-        let c = vec![dep("a", |d| d.rpm = Some(1)), dep("b", |d| d.rpm = Some(10))];
+        let c = vec![
+            dep("a", |d| d.rpm = Some(1)),
+            dep("b", |d| d.rpm = Some(10)),
+        ];
         drop(c[0].start());
         assert_eq!(counts(&c, RoutingStrategy::UsageBased, 50), vec![0, 50]);
         let only = vec![c[0].clone()];
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let mut p = Pick { strategy: RoutingStrategy::UsageBased, stream: false, lowest_latency_buffer: 0.0, now: Instant::now(), est_tokens: 0, rng: &mut rng };
+        let mut p = Pick {
+            strategy: RoutingStrategy::UsageBased,
+            stream: false,
+            lowest_latency_buffer: 0.0,
+            now: Instant::now(),
+            est_tokens: 0,
+            rng: &mut rng,
+        };
         assert_eq!(choose(&only, &mut p), None);
     }
 
@@ -176,9 +234,19 @@ mod tests {
 
     #[test]
     fn cost_based_picks_the_cheapest() {
-        let price = |i: f64, o: f64| crate::spend::prices::ModelPrice { input_cost_per_token: i, output_cost_per_token: o, ..Default::default() };
-        let a = DeploymentState::new(crate::router::test_deployment("a", "g", Wire::OpenAi), Some(price(1e-5, 3e-5)));
-        let b = DeploymentState::new(crate::router::test_deployment("b", "g", Wire::OpenAi), Some(price(1e-7, 4e-7)));
+        let price = |i: f64, o: f64| crate::spend::prices::ModelPrice {
+            input_cost_per_token: i,
+            output_cost_per_token: o,
+            ..Default::default()
+        };
+        let a = DeploymentState::new(
+            crate::router::test_deployment("a", "g", Wire::OpenAi),
+            Some(price(1e-5, 3e-5)),
+        );
+        let b = DeploymentState::new(
+            crate::router::test_deployment("b", "g", Wire::OpenAi),
+            Some(price(1e-7, 4e-7)),
+        );
         assert_eq!(counts(&[a, b], RoutingStrategy::CostBased, 10), vec![0, 10]);
     }
 }

@@ -173,7 +173,10 @@ mod tests {
         let keys = r.aggregate_keys();
         assert_eq!(keys.len(), 3);
         let main = AggregateKey::parse(&keys[0]).unwrap();
-        assert_eq!((main.day, main.tag, main.api_key, main.model, main.team_id), ("2026-11-24", None, "h", "gpt", "t"));
+        assert_eq!(
+            (main.day, main.tag, main.api_key, main.model, main.team_id),
+            ("2026-11-24", None, "h", "gpt", "t")
+        );
         assert_eq!(AggregateKey::parse(&keys[2]).unwrap().tag, Some("b"));
     }
 }

@@ -1,8 +1,8 @@
 //! Spend: prices, per-request cost, spend logs and reports.
 
 pub mod cost;
-pub mod prices;
 pub mod log;
+pub mod prices;
 pub mod writer;
 
 pub use log::{DailyAggregate, SpendRow};

@@ -87,7 +87,10 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let due = closed || !waiters.is_empty() || rows.len() >= MAX_BATCH || last_commit.elapsed() >= interval;
+        let due = closed
+            || !waiters.is_empty()
+            || rows.len() >= MAX_BATCH
+            || last_commit.elapsed() >= interval;
         if due {
             commit(&store, &mut rows, &counters).await;
             last_commit = tokio::time::Instant::now();

@@ -48,8 +48,15 @@ pub enum Op {
     Delete(Doc, String),
     PutAlias(String, String),
     DeleteAlias(String),
-    PutMember { team: String, user: String, role: String },
-    DeleteMember { team: String, user: String },
+    PutMember {
+        team: String,
+        user: String,
+        role: String,
+    },
+    DeleteMember {
+        team: String,
+        user: String,
+    },
 }
 
 impl Op {
@@ -166,7 +173,8 @@ impl Store {
                         tx.open_table(doc.def())?.remove(k.as_str())?;
                     }
                     Op::PutAlias(alias, hash) => {
-                        tx.open_table(KEY_ALIASES)?.insert(alias.as_str(), hash.as_str())?;
+                        tx.open_table(KEY_ALIASES)?
+                            .insert(alias.as_str(), hash.as_str())?;
                     }
                     Op::DeleteAlias(alias) => {
                         tx.open_table(KEY_ALIASES)?.remove(alias.as_str())?;
@@ -176,7 +184,8 @@ impl Store {
                             .insert(member_key(team, user).as_str(), role.as_str())?;
                     }
                     Op::DeleteMember { team, user } => {
-                        tx.open_table(TEAM_MEMBERS)?.remove(member_key(team, user).as_str())?;
+                        tx.open_table(TEAM_MEMBERS)?
+                            .remove(member_key(team, user).as_str())?;
                     }
                 }
             }
@@ -311,16 +320,24 @@ mod tests {
     #[test]
     fn documents_round_trip_and_batches_are_atomic() {
         let s = Store::memory().unwrap();
-        s.put(Doc::Teams, "t1", &serde_json::json!({"a": 1})).unwrap();
+        s.put(Doc::Teams, "t1", &serde_json::json!({"a": 1}))
+            .unwrap();
         let v: Option<serde_json::Value> = s.get(Doc::Teams, "t1").unwrap();
         assert_eq!(v, Some(serde_json::json!({"a": 1})));
         s.apply(vec![
             Op::Delete(Doc::Teams, "t1".into()),
-            Op::PutMember { team: "t2".into(), user: "u".into(), role: "admin".into() },
+            Op::PutMember {
+                team: "t2".into(),
+                user: "u".into(),
+                role: "admin".into(),
+            },
         ])
         .unwrap();
         assert!(s.list::<serde_json::Value>(Doc::Teams).unwrap().is_empty());
-        assert_eq!(s.team_members().unwrap(), vec![("t2".into(), "u".into(), "admin".into())]);
+        assert_eq!(
+            s.team_members().unwrap(),
+            vec![("t2".into(), "u".into(), "admin".into())]
+        );
     }
 
     #[test]
@@ -328,20 +345,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         let merge = |old: Option<&[u8]>, d: &[u8]| -> Result<Vec<u8>> {
-            let a: u64 = old.map(|o| String::from_utf8_lossy(o).parse().unwrap()).unwrap_or(0);
+            let a: u64 = old
+                .map(|o| String::from_utf8_lossy(o).parse().unwrap())
+                .unwrap_or(0);
             let b: u64 = String::from_utf8_lossy(d).parse().unwrap();
             Ok((a + b).to_string().into_bytes())
         };
         {
             let s = Store::open(&path).unwrap();
             let r = s
-                .commit_spend(&[b"a".to_vec(), b"b".to_vec()], &[("2026-01-01\x1fk".into(), b"2".to_vec())], &merge, &[])
+                .commit_spend(
+                    &[b"a".to_vec(), b"b".to_vec()],
+                    &[("2026-01-01\x1fk".into(), b"2".to_vec())],
+                    &merge,
+                    &[],
+                )
                 .unwrap();
             assert_eq!(r, 1..3);
         }
         let s = Store::open(&path).unwrap();
         let r = s
-            .commit_spend(&[b"c".to_vec()], &[("2026-01-01\x1fk".into(), b"3".to_vec())], &merge, &[])
+            .commit_spend(
+                &[b"c".to_vec()],
+                &[("2026-01-01\x1fk".into(), b"3".to_vec())],
+                &merge,
+                &[],
+            )
             .unwrap();
         assert_eq!(r, 3..4);
         let rows = s.spend_rows_after(1, 10).unwrap();

@@ -1,0 +1,4 @@
+//! Integration tests: the real server on a random port against mock upstreams.
+
+mod proxy;
+mod support;
