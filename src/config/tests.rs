@@ -1,3 +1,5 @@
+//! Unit tests of config loading and validation.
+
 use super::*;
 
 fn load(yaml: &str) -> Result<Config, ConfigError> {

@@ -1,3 +1,5 @@
+//! Unit tests of `Router::run`: retries, fallbacks, cooldowns, order.
+
 use super::*;
 use crate::providers::Wire;
 use std::sync::atomic::{AtomicU32, Ordering};
