@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::info;
 
+use crate::auth::secret_box::SecretBox;
 use crate::config::Config;
 use crate::governance::Governance;
 use crate::router::{DeploymentState, Router};
@@ -30,6 +31,8 @@ pub struct App {
     pub governance: Governance,
     pub spend: SpendWriter,
     pub prices: PriceTable,
+    /// Seals provider keys of runtime models at rest.
+    pub secrets: SecretBox,
     pub started: Instant,
     pub started_at: chrono::DateTime<chrono::Utc>,
 }
@@ -54,6 +57,8 @@ pub enum StartupError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("cannot load runtime models: {0}")]
+    Models(String),
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
 }
@@ -88,9 +93,13 @@ pub fn build(
     store: Store,
     prices: PriceTable,
 ) -> Result<(AppState, JoinHandle<()>), StartupError> {
+    let secrets = SecretBox::from_env(config.general.master_key.as_deref());
+    let runtime = crate::admin::models::load_runtime(&store, &secrets)
+        .map_err(|e| StartupError::Models(e.to_string()))?;
     let deployments = config
         .deployments
         .iter()
+        .chain(runtime.iter())
         .map(|d| DeploymentState::new(d.clone(), prices.for_deployment(d)))
         .collect();
     let router = Router::new(config.router.clone(), deployments);
@@ -108,6 +117,7 @@ pub fn build(
         governance,
         spend,
         prices,
+        secrets,
         config,
         started: Instant::now(),
         started_at: chrono::Utc::now(),
@@ -142,12 +152,13 @@ impl Running {
         }
         let _ = (&mut self.server).await;
         finish(&self.state).await;
-        self.writer.abort();
+        let _ = (&mut self.writer).await;
     }
 }
 
 async fn finish(state: &AppState) {
     state.spend.flush().await;
+    state.spend.close();
     info!("spend flushed");
 }
 
@@ -238,7 +249,7 @@ pub async fn run(opts: Options) -> Result<(), StartupError> {
     );
     serve(listener, state.clone(), shutdown_signal()).await;
     finish(&state).await;
-    writer.abort();
+    let _ = writer.await;
     Ok(())
 }
 

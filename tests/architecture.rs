@@ -17,11 +17,19 @@ fn src_files() -> Vec<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&root, &mut files);
-    assert!(files.len() > 10, "expected the source tree under {}", root.display());
+    assert!(
+        files.len() > 10,
+        "expected the source tree under {}",
+        root.display()
+    );
     files
         .into_iter()
         .map(|p| {
-            let rel = p.strip_prefix(&root).expect("under src").to_string_lossy().replace('\\', "/");
+            let rel = p
+                .strip_prefix(&root)
+                .expect("under src")
+                .to_string_lossy()
+                .replace('\\', "/");
             (rel, std::fs::read_to_string(&p).expect("read"))
         })
         .collect()
@@ -34,7 +42,10 @@ fn only_the_store_module_uses_redb() {
         .filter(|(rel, text)| !rel.starts_with("store/") && text.contains("redb::"))
         .map(|(rel, _)| rel)
         .collect();
-    assert!(offenders.is_empty(), "redb used outside src/store: {offenders:?}");
+    assert!(
+        offenders.is_empty(),
+        "redb used outside src/store: {offenders:?}"
+    );
 }
 
 #[test]
@@ -44,5 +55,8 @@ fn every_source_file_opens_with_a_doc_line_saying_its_job() {
         .filter(|(_, text)| !text.trim_start().starts_with("//!"))
         .map(|(rel, _)| rel)
         .collect();
-    assert!(missing.is_empty(), "files without a leading //! line: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "files without a leading //! line: {missing:?}"
+    );
 }

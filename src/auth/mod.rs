@@ -1,5 +1,7 @@
 //! Reads the caller's API key from the request headers LiteLLM accepts.
 
+pub mod secret_box;
+
 use axum::http::HeaderMap;
 
 /// The key from `Authorization: Bearer`, `x-litellm-api-key`, `api-key` or `x-api-key`.

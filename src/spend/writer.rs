@@ -21,6 +21,8 @@ pub type CounterSource = Arc<dyn Fn() -> Vec<(String, Vec<u8>)> + Send + Sync>;
 enum Msg {
     Row(Box<SpendRow>),
     Flush(oneshot::Sender<()>),
+    /// Commit everything and stop (shutdown).
+    Close,
 }
 
 /// Cheap to clone; sending never blocks.
@@ -50,6 +52,12 @@ impl SpendWriter {
         }
     }
 
+    /// Commits everything queued and stops the writer task; rows recorded after this
+    /// are logged as dropped.
+    pub fn close(&self) {
+        let _ = self.tx.send(Msg::Close);
+    }
+
     /// Waits until everything queued before this call is committed.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
@@ -71,11 +79,11 @@ async fn run(
     let mut last_commit = tokio::time::Instant::now();
     let mut last_prune = std::time::Instant::now();
     loop {
-        let closed = tokio::select! {
+        let mut closed = tokio::select! {
             msg = rx.recv() => match msg {
                 Some(Msg::Row(r)) => { rows.push(*r); false }
                 Some(Msg::Flush(w)) => { waiters.push(w); false }
-                None => true,
+                Some(Msg::Close) | None => true,
             },
             _ = tokio::time::sleep_until(last_commit + interval) => false,
         };
@@ -84,6 +92,10 @@ async fn run(
             match rx.try_recv() {
                 Ok(Msg::Row(r)) => rows.push(*r),
                 Ok(Msg::Flush(w)) => waiters.push(w),
+                Ok(Msg::Close) => {
+                    closed = true;
+                    break;
+                }
                 Err(_) => break,
             }
         }
