@@ -270,8 +270,10 @@ general_settings:
   master_key: $MASTER_KEY
 YAML
   log "starting switchyard on 127.0.0.1:$GPORT (${PIN_GW[*]:-unpinned})"
-  "${PIN_GW[@]}" "$GW_BIN" --config "$CFG" --port "$GPORT" --data-dir "$WORK/data" \
-    >"$WORK/gateway.log" 2>&1 &
+  GW_ARGS=(--config "$CFG" --port "$GPORT" --data-dir "$WORK/data")
+  # Bind to loopback when the binary knows --host (its default may be 0.0.0.0).
+  if "$GW_BIN" --help 2>/dev/null | grep -q -- '--host'; then GW_ARGS+=(--host 127.0.0.1); fi
+  "${PIN_GW[@]}" "$GW_BIN" "${GW_ARGS[@]}" >"$WORK/gateway.log" 2>&1 &
   GW_PID=$!; PIDS+=("$GW_PID")
   if ! wait_http_200 "http://127.0.0.1:$GPORT/health/liveliness" "$GW_PID" 60; then
     tail -n 40 "$WORK/gateway.log" >&2 || true
