@@ -133,12 +133,28 @@ fn the_shipped_example_and_demo_configs_load() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let demo = Config::load(&dir.join("demo.yaml")).unwrap();
     assert_eq!(demo.model_groups(), vec!["echo"]);
-    for (k, v) in [("OPENAI_API_KEY", "sk-o"), ("ANTHROPIC_API_KEY", "sk-a"), ("AZURE_API_BASE", "https://x.openai.azure.com"), ("AZURE_API_KEY", "az"), ("LITELLM_MASTER_KEY", "sk-master-example")] {
+    for (k, v) in [
+        ("OPENAI_API_KEY", "sk-o"),
+        ("ANTHROPIC_API_KEY", "sk-a"),
+        ("AZURE_API_BASE", "https://x.openai.azure.com"),
+        ("AZURE_API_KEY", "az"),
+        ("LITELLM_MASTER_KEY", "sk-master-example"),
+    ] {
         std::env::set_var(k, v);
     }
     let example = Config::load(&dir.join("example.yaml")).unwrap();
-    assert_eq!(example.model_groups(), vec!["gpt-4o", "gpt-4o-mini", "claude-sonnet", "local-llama"]);
-    assert_eq!(example.general.master_key.as_deref(), Some("sk-master-example"));
-    let azure = example.deployments.iter().find(|d| d.provider == "azure").unwrap();
+    assert_eq!(
+        example.model_groups(),
+        vec!["gpt-4o", "gpt-4o-mini", "claude-sonnet", "local-llama"]
+    );
+    assert_eq!(
+        example.general.master_key.as_deref(),
+        Some("sk-master-example")
+    );
+    let azure = example
+        .deployments
+        .iter()
+        .find(|d| d.provider == "azure")
+        .unwrap();
     assert_eq!(azure.api_base, "https://x.openai.azure.com");
 }

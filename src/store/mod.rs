@@ -41,6 +41,10 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// redb's page cache. Its default (1 GiB) let RSS grow with the spend log; recent
+/// pages are what the writer and reports touch, so a small cache is enough.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// One change in an atomic batch.
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -88,10 +92,13 @@ fn member_key(team: &str, user: &str) -> String {
 impl Store {
     /// Opens (or creates) the database file and runs pending migrations.
     pub fn open(path: &Path) -> Result<Store> {
-        let db = Database::create(path).map_err(|source| Error::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|source| Error::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
         Store::init(db)
     }
 
