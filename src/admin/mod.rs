@@ -1,9 +1,11 @@
 //! The management API (LiteLLM-compatible): thin JSON handlers over `admin::service`.
 
+pub mod spend_http;
+
 use axum::Router;
 
 use crate::app::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    Router::new().merge(spend_http::routes())
 }
