@@ -289,9 +289,11 @@ impl GroupBy {
             "model" => GroupBy::Model,
             "tag" | "tags" => GroupBy::Tag,
             "user" => GroupBy::User,
-            other => return Err(bad(format!(
+            other => {
+                return Err(bad(format!(
                 "group_by must be one of team, customer, api_key, model, tag, user; got {other:?}"
-            ))),
+            )))
+            }
         })
     }
 

@@ -1,4 +1,6 @@
 //! Integration tests: the real server on a random port against mock upstreams.
 
 mod proxy;
+mod spend;
+mod spend_csv;
 mod support;
