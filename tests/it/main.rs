@@ -3,4 +3,5 @@
 mod proxy;
 mod spend;
 mod spend_csv;
+mod spend_reports;
 mod support;

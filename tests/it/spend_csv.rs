@@ -5,7 +5,8 @@ use futures_util::StreamExt;
 use serde_json::json;
 use switchyard::spend::csv;
 
-use crate::spend::{assert_usd, row};
+use crate::spend::assert_usd;
+use crate::spend_reports::row;
 use crate::support::*;
 
 async fn app() -> TestApp {
