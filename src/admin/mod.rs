@@ -3,11 +3,12 @@
 
 pub mod models;
 mod models_http;
+mod spend_http;
 
 use axum::Router;
 
 use crate::app::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(models_http::routes())
+    Router::new().merge(models_http::routes()).merge(spend_http::routes())
 }

@@ -121,7 +121,7 @@ pub(crate) async fn respond(
         _in_flight: in_flight,
         admission: Some(admission),
         usage: None,
-        chunks: 0,
+        generated_bytes: 0,
         done: false,
         settled: false,
         failure: None,
@@ -157,8 +157,9 @@ struct Forward {
     _in_flight: InFlight,
     admission: Option<Admission>,
     usage: Option<Usage>,
-    /// Content chunks forwarded; the completion-token estimate when no usage arrives.
-    chunks: u64,
+    /// Bytes of generated text forwarded (content, text, tool arguments): the basis of
+    /// the completion-token estimate when the upstream reports no usage.
+    generated_bytes: usize,
     done: bool,
     settled: bool,
     failure: Option<ApiError>,
@@ -188,7 +189,9 @@ impl Forward {
             };
             match item {
                 Some(Ok(StreamItem::Chunk(b))) => {
-                    self.chunks += 1;
+                    if self.usage.is_none() {
+                        self.generated_bytes += generated_text_len(&b);
+                    }
                     return Some(frame(&b));
                 }
                 Some(Ok(StreamItem::Usage { usage, chunk })) => {
@@ -223,9 +226,12 @@ impl Forward {
         }
         self.settled = true;
         let ctx = &self.ctx;
+        // No usage from the upstream: estimate locally and mark the row `usage_estimated`.
+        // Prompt tokens come from the request text, completion tokens from the generated
+        // text forwarded, both at ~4 bytes a token (`providers::estimate_tokens`).
         let usage = self.usage.unwrap_or(Usage {
             prompt_tokens: ctx.est_prompt_tokens,
-            completion_tokens: self.chunks.saturating_sub(2),
+            completion_tokens: providers::estimate_tokens(self.generated_bytes),
             estimated: true,
             ..Usage::default()
         });
@@ -272,5 +278,70 @@ impl Drop for Forward {
         // The client went away mid-stream: the upstream is cancelled by dropping `rest`;
         // what was produced so far is still charged.
         self.settle();
+    }
+}
+
+/// Bytes of generated text in one OpenAI-shaped chunk: the string values of `content`,
+/// `text`, `reasoning_content` and tool-call `arguments` keys, found by a single pass over
+/// the JSON tokens (no parse, no allocation). Escapes count as their escaped length.
+fn generated_text_len(chunk: &[u8]) -> usize {
+    const KEYS: [&[u8]; 4] = [b"content", b"text", b"reasoning_content", b"arguments"];
+    /// End (index of the closing quote) of the string starting after the quote at `start`.
+    fn string_end(b: &[u8], mut i: usize) -> usize {
+        while i < b.len() {
+            match b[i] {
+                b'\\' => i += 2,
+                b'"' => return i,
+                _ => i += 1,
+            }
+        }
+        b.len()
+    }
+    fn skip_ws(b: &[u8], mut i: usize) -> usize {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    }
+    let mut total = 0;
+    let mut i = 0;
+    while i < chunk.len() {
+        if chunk[i] != b'"' {
+            i += 1;
+            continue;
+        }
+        let end = string_end(chunk, i + 1);
+        let key = &chunk[i + 1..end];
+        i = skip_ws(chunk, end + 1);
+        if i >= chunk.len() || chunk[i] != b':' || !KEYS.contains(&key) {
+            continue;
+        }
+        i = skip_ws(chunk, i + 1);
+        if i < chunk.len() && chunk[i] == b'"' {
+            let value_end = string_end(chunk, i + 1);
+            total += value_end - (i + 1);
+            i = value_end + 1;
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::generated_text_len;
+
+    #[test]
+    fn generated_text_is_measured_from_content_text_and_arguments() {
+        let chunk =
+            br#"{"id":"x","choices":[{"delta":{"role":"assistant","content":"Hello \"you\""}}]}"#;
+        assert_eq!(generated_text_len(chunk), "Hello \\\"you\\\"".len());
+        let spaced = br#"{"choices": [{"text" : "abc"}, {"delta": {"tool_calls": [{"function": {"arguments": "{}"}}]}}]}"#;
+        assert_eq!(generated_text_len(spaced), 5);
+        // A key named in a value is not a key.
+        assert_eq!(
+            generated_text_len(br#"{"model":"content","content":null}"#),
+            0
+        );
+        assert_eq!(generated_text_len(b"{\"content\":\"unterminated"), 12);
     }
 }

@@ -1,8 +1,10 @@
 //! Spend: prices, per-request cost, spend logs and reports.
 
 pub mod cost;
+pub mod csv;
 pub mod log;
 pub mod prices;
+pub mod report;
 pub mod writer;
 
 pub use log::{DailyAggregate, SpendRow};

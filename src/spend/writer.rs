@@ -15,6 +15,9 @@ use crate::store::Store;
 /// Most rows committed in one transaction.
 const MAX_BATCH: usize = 2_000;
 
+/// How often raw rows older than the retention period are deleted (aggregates are kept).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
 /// Supplies the budget counters changed since the last call, to commit with the rows.
 pub type CounterSource = Arc<dyn Fn() -> Vec<(String, Vec<u8>)> + Send + Sync>;
 
@@ -77,7 +80,7 @@ async fn run(
     let mut rows: Vec<SpendRow> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut last_commit = tokio::time::Instant::now();
-    let mut last_prune = std::time::Instant::now();
+    let mut last_prune: Option<std::time::Instant> = None;
     loop {
         let mut closed = tokio::select! {
             msg = rx.recv() => match msg {
@@ -106,15 +109,17 @@ async fn run(
         if due {
             commit(&store, &mut rows, &counters).await;
             last_commit = tokio::time::Instant::now();
-            for w in waiters.drain(..) {
-                let _ = w.send(());
-            }
         }
+        // Retention: prune at the first pass after start, then at most once a minute,
+        // before answering flush waiters so a flush also observes the pruning.
         if let Some(ret) = retention {
-            if last_prune.elapsed() > Duration::from_secs(60) {
-                last_prune = std::time::Instant::now();
+            if last_prune.is_none_or(|t| t.elapsed() > PRUNE_EVERY) {
+                last_prune = Some(std::time::Instant::now());
                 prune(&store, ret).await;
             }
+        }
+        for w in waiters.drain(..) {
+            let _ = w.send(());
         }
         if closed {
             return;

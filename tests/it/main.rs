@@ -2,4 +2,7 @@
 
 mod models_admin;
 mod proxy;
+mod spend;
+mod spend_csv;
+mod spend_reports;
 mod support;
