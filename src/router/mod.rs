@@ -350,12 +350,15 @@ impl Router {
             let fallback_index = tried_groups.len() as u32 - 1;
             let mut tried_ids: Vec<String> = Vec::new();
             let mut attempt = 0u32;
+            // The class of this group's last failure: it picks the fallback kind even
+            // when a retry then finds no deployment available.
+            let mut last_class: Option<ErrorClass> = None;
             let failure_class = loop {
                 let dep = match self.pick(&group, req, &tried_ids) {
                     Ok(d) => d,
                     Err(why) => {
                         last_unavailable = Some(why);
-                        break None;
+                        break last_class;
                     }
                 };
                 let mock_error = fallback_index == 0
@@ -395,6 +398,7 @@ impl Router {
                             self.report_failure(&dep, &e);
                         }
                         let class = e.class;
+                        last_class = Some(class);
                         let allowed = self.retries_for(class, req, &dep.dep);
                         let repeat_same = !self.group(&group).iter().any(|d| {
                             d.dep.id != dep.dep.id
