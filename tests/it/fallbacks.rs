@@ -241,3 +241,36 @@ async fn a_stream_failing_after_its_first_byte_ends_with_an_sse_error_event() {
     assert_eq!(up.hits(), 1, "no retry after the first byte");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_fallback_kind_follows_the_real_error_even_when_a_retry_finds_no_deployment() {
+    let ups = [
+        MockUpstream::openai().await,
+        MockUpstream::openai().await,
+        MockUpstream::openai().await,
+    ];
+    ups[0].set_responder(|_| content_error());
+    let yaml = format!(
+        "{}  retry_policy:\n    ContentPolicyViolationErrorRetries: 1\n",
+        config(
+            &[
+                // rpm 1: the retry finds the only deployment full.
+                deployment("a", "a1", &ups[0].url(), &[("rpm", "1")]),
+                deployment("b", "b1", &ups[1].url(), &[]),
+                deployment("c", "c1", &ups[2].url(), &[]),
+            ],
+            &[
+                ("routing_strategy", "usage-based-routing"),
+                ("fallbacks", r#"[{"a": ["c"]}]"#),
+                ("content_policy_fallbacks", r#"[{"a": ["b"]}]"#),
+            ],
+        )
+    );
+    let app = spawn_app(&yaml).await;
+    let r = app.chat(MASTER_KEY, "a").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("x-litellm-model-group"), Some("b"));
+    assert_eq!(ups[0].hits(), 1);
+    assert_eq!(ups[2].hits(), 0, "not the generic fallback");
+    app.stop().await;
+}

@@ -353,3 +353,31 @@ async fn per_deployment_timeout_and_stream_timeout_are_enforced() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usage_based_routing_holds_rpm_limits_under_concurrent_requests() {
+    let a = MockUpstream::openai().await;
+    let b = MockUpstream::openai().await;
+    let app = spawn_app(&config(
+        &[
+            deployment("g", "a", &a.url(), &[("rpm", "3")]),
+            deployment("g", "b", &b.url(), &[("rpm", "2")]),
+        ],
+        &[
+            ("routing_strategy", "usage-based-routing"),
+            ("num_retries", "0"),
+        ],
+    ))
+    .await;
+    let replies = app.chat_many("g", 20).await;
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    assert_eq!(ok, 5, "exactly the 5 rpm slots are used");
+    assert!(replies.iter().all(|r| r.status == 200 || r.status == 429));
+    assert!(
+        a.hits() <= 3 && b.hits() <= 2,
+        "a={} b={}",
+        a.hits(),
+        b.hits()
+    );
+    app.stop().await;
+}

@@ -200,3 +200,49 @@ async fn a_client_that_disconnects_cancels_the_upstream_request() {
     assert_eq!(dep.in_flight(), 0, "the in-flight count is released");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_upstream_silent_mid_stream_for_longer_than_stream_timeout_ends_with_an_error_event() {
+    let up = MockUpstream::openai().await;
+    let chunk = |c: &str| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": c}}]})
+        )
+    };
+    up.enqueue(MockResponse::SlowSse {
+        events: vec![chunk("a"), chunk("b"), "data: [DONE]\n\n".into()],
+        pause: Duration::from_millis(800),
+        cancelled: Default::default(),
+    });
+    let app = spawn_app(&config(
+        &[deployment(
+            "g",
+            "d",
+            &up.url(),
+            &[("stream_timeout", "0.3")],
+        )],
+        &[],
+    ))
+    .await;
+    let t = Instant::now();
+    let r = app.chat_body(MASTER_KEY, stream_body("g", None)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        t.elapsed() < Duration::from_millis(750),
+        "{:?}",
+        t.elapsed()
+    );
+    let data = r.sse_data();
+    assert!(data[0].contains("\"a\""), "{}", r.text);
+    let last: Value = serde_json::from_str(data.last().expect("events")).expect("json");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("timed out")),
+        "{}",
+        r.text
+    );
+    assert!(!data.iter().any(|d| d == "[DONE]"), "{}", r.text);
+    app.stop().await;
+}
