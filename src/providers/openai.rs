@@ -117,8 +117,11 @@ impl Translator for PassThrough {
             return Ok(false);
         }
         let raw = Bytes::copy_from_slice(data.as_bytes());
-        // Parse only chunks that may carry usage; content chunks pass as bytes.
-        if !data.contains("\"usage\"") {
+        // Parse only chunks that may carry usage or an error; content chunks are only
+        // validated (no allocation) so garbage is never forwarded as a chunk.
+        if !data.contains("\"usage\"") && !data.contains("\"error\"") {
+            serde_json::from_str::<serde::de::IgnoredAny>(data)
+                .map_err(|e| Error::bad_response("openai", format!("invalid stream chunk: {e}")))?;
             out.push(StreamItem::Chunk(raw));
             return Ok(false);
         }
@@ -194,5 +197,19 @@ mod tests {
             .unwrap();
         assert!(matches!(out[0], StreamItem::Chunk(_)));
         assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn garbage_and_error_events_fail_the_stream_instead_of_being_forwarded() {
+        let mut out = Vec::new();
+        let e = PassThrough
+            .on_event(&ev("{not json"), &mut out)
+            .unwrap_err();
+        assert_eq!(e.class, crate::providers::ErrorClass::InternalServer);
+        let e = PassThrough
+            .on_event(&ev(r#"{"error":{"message":"overloaded"}}"#), &mut out)
+            .unwrap_err();
+        assert!(e.message.contains("overloaded"), "{e}");
+        assert!(out.is_empty());
     }
 }

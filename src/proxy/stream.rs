@@ -28,6 +28,8 @@ struct Opened {
     in_flight: InFlight,
     upstream_started: Instant,
     ttft: Duration,
+    /// The call's timeout, reused as the longest silence allowed between chunks.
+    idle: Duration,
 }
 
 pub(crate) async fn respond(
@@ -71,6 +73,7 @@ pub(crate) async fn respond(
                     in_flight,
                     upstream_started: t,
                     ttft: t.elapsed(),
+                    idle: timeout,
                 })
             }
         })
@@ -112,6 +115,7 @@ pub(crate) async fn respond(
         in_flight,
         upstream_started,
         ttft,
+        idle,
     } = routed.value;
     let state = Forward {
         ctx,
@@ -127,6 +131,7 @@ pub(crate) async fn respond(
         failure: None,
         upstream_started,
         ttft,
+        idle,
         retries: routed.attempted_retries,
         fallbacks: routed.attempted_fallbacks,
     };
@@ -165,6 +170,8 @@ struct Forward {
     failure: Option<ApiError>,
     upstream_started: Instant,
     ttft: Duration,
+    /// Longest wait for the next upstream chunk before the stream fails with a timeout.
+    idle: Duration,
     retries: u32,
     fallbacks: u32,
 }
@@ -185,7 +192,14 @@ impl Forward {
             }
             let item = match self.pending.take() {
                 Some(i) => Some(Ok(i)),
-                None => self.rest.next().await,
+                None => match tokio::time::timeout(self.idle, self.rest.next()).await {
+                    Ok(next) => next,
+                    // An upstream that goes silent mid-stream must not hold the client forever.
+                    Err(_) => Some(Err(ProviderError::timeout(
+                        self.dep.dep.provider_name(),
+                        self.idle,
+                    ))),
+                },
             };
             match item {
                 Some(Ok(StreamItem::Chunk(b))) => {

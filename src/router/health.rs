@@ -116,7 +116,13 @@ impl DeploymentState {
     /// Marks a request started; the guard marks it finished when dropped.
     pub fn start(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
+        InFlight(self.clone())
+    }
+
+    /// Counts one request against this minute's usage, unless `rpm_limit` is already
+    /// reached. Check and count happen under one lock, so concurrent requests can never
+    /// take more than the limit. The router calls this when it picks the deployment.
+    pub fn count_request(&self, now: Instant, rpm_limit: Option<u64>) -> bool {
         let mut l = self.inner.lock();
         let m = minute_of(now, epoch());
         if l.minute != m {
@@ -124,8 +130,11 @@ impl DeploymentState {
             l.minute_requests = 0;
             l.minute_tokens = 0;
         }
+        if rpm_limit.is_some_and(|limit| l.minute_requests >= limit) {
+            return false;
+        }
         l.minute_requests += 1;
-        InFlight(self.clone())
+        true
     }
 
     pub fn is_cooling_down(&self, now: Instant) -> bool {
@@ -287,6 +296,10 @@ mod tests {
         drop(g1);
         drop(g2);
         assert_eq!(s.in_flight(), 0);
-        assert_eq!(s.minute_usage(Instant::now()).0, 2);
+        let now = Instant::now();
+        assert!(s.count_request(now, Some(2)));
+        assert!(s.count_request(now, Some(2)));
+        assert!(!s.count_request(now, Some(2)), "the limit is never passed");
+        assert_eq!(s.minute_usage(now).0, 2);
     }
 }

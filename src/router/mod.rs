@@ -19,7 +19,7 @@ use rand::Rng;
 pub use deployment::{provider_spec, Deployment, ProviderSpec, Source, PROVIDERS};
 pub use health::{DeploymentState, HealthSnapshot, InFlight};
 
-use crate::config::RouterSettings;
+use crate::config::{RouterSettings, RoutingStrategy};
 use crate::providers::{Error as ProviderError, ErrorClass};
 
 /// Per-request routing options (from the body and the caller).
@@ -253,7 +253,21 @@ impl Router {
             est_tokens: req.est_prompt_tokens,
             rng: &mut rng,
         };
-        match strategy::choose(&cands, &mut p) {
+        let enforce_rpm = self.settings.routing_strategy == RoutingStrategy::UsageBased;
+        // The strategy reads usage without holding every lock; counting re-checks the
+        // rpm limit atomically, and a deployment filled meanwhile is chosen around.
+        let mut chosen = None;
+        for _ in 0..=cands.len() {
+            let Some(i) = strategy::choose(&cands, &mut p) else {
+                break;
+            };
+            let limit = if enforce_rpm { cands[i].dep.rpm } else { None };
+            if cands[i].count_request(now, limit) {
+                chosen = Some(i);
+                break;
+            }
+        }
+        match chosen {
             Some(i) => Ok(cands[i].clone()),
             None => Err((
                 "every deployment is at its rpm/tpm limit this minute".into(),
@@ -350,12 +364,15 @@ impl Router {
             let fallback_index = tried_groups.len() as u32 - 1;
             let mut tried_ids: Vec<String> = Vec::new();
             let mut attempt = 0u32;
+            // The class of this group's last failure: it picks the fallback kind even
+            // when a retry then finds no deployment available.
+            let mut last_class: Option<ErrorClass> = None;
             let failure_class = loop {
                 let dep = match self.pick(&group, req, &tried_ids) {
                     Ok(d) => d,
                     Err(why) => {
                         last_unavailable = Some(why);
-                        break None;
+                        break last_class;
                     }
                 };
                 let mock_error = fallback_index == 0
@@ -395,6 +412,7 @@ impl Router {
                             self.report_failure(&dep, &e);
                         }
                         let class = e.class;
+                        last_class = Some(class);
                         let allowed = self.retries_for(class, req, &dep.dep);
                         let repeat_same = !self.group(&group).iter().any(|d| {
                             d.dep.id != dep.dep.id

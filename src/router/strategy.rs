@@ -209,7 +209,7 @@ mod tests {
             dep("a", |d| d.rpm = Some(1)),
             dep("b", |d| d.rpm = Some(10)),
         ];
-        drop(c[0].start());
+        assert!(c[0].count_request(Instant::now(), None));
         assert_eq!(counts(&c, RoutingStrategy::UsageBased, 50), vec![0, 50]);
         let only = vec![c[0].clone()];
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);

@@ -1,8 +1,15 @@
 //! Integration tests: the real server on a random port against mock upstreams.
 
+mod errors;
+mod fallbacks;
 mod models_admin;
+mod providers;
 mod proxy;
+mod retries;
+mod routing;
 mod spend;
 mod spend_csv;
 mod spend_reports;
+mod startup;
+mod streaming;
 mod support;

@@ -161,3 +161,64 @@ impl TestApp {
         self.post("/v1/chat/completions", Some(key), &body).await
     }
 }
+
+/// One `model_list` entry: `openai/<id>` at `{base}/v1` with `model_info.id: <id>` and
+/// extra `litellm_params` lines (`key: value`, values written as YAML).
+pub fn deployment(name: &str, id: &str, base: &str, params: &[(&str, &str)]) -> String {
+    let mut s = format!(
+        "  - model_name: {name}\n    litellm_params:\n      model: openai/{id}\n      api_base: {base}/v1\n      api_key: sk-up-{id}\n"
+    );
+    for (k, v) in params {
+        s += &format!("      {k}: {v}\n");
+    }
+    s += &format!("    model_info:\n      id: {id}\n");
+    s
+}
+
+/// A config from `deployment(..)` entries and `router_settings` lines (`key: value`).
+pub fn config(deployments: &[String], router: &[(&str, &str)]) -> String {
+    let mut y = format!("model_list:\n{}", deployments.concat());
+    if !router.is_empty() {
+        y += "router_settings:\n";
+        for (k, v) in router {
+            y += &format!("  {k}: {v}\n");
+        }
+    }
+    y
+}
+
+/// A chat body with one user message.
+pub fn chat_json(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// Asserts an OpenAI-shaped error body: `error.message/type/param/code` all present.
+pub fn assert_error_shape(r: &Reply) {
+    let e = r
+        .body
+        .get("error")
+        .unwrap_or_else(|| panic!("no `error` object: {}", r.text));
+    for k in ["message", "type", "param", "code"] {
+        assert!(e.get(k).is_some(), "error.{k} missing: {}", r.text);
+    }
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        r.text
+    );
+}
+
+impl TestApp {
+    /// Sends `n` chat requests to `model`, 20 at a time.
+    pub async fn chat_many(&self, model: &str, n: usize) -> Vec<Reply> {
+        let mut out = Vec::with_capacity(n);
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(20);
+            let batch = (0..k).map(|_| self.chat(MASTER_KEY, model));
+            out.extend(futures_util::future::join_all(batch).await);
+            left -= k;
+        }
+        out
+    }
+}
