@@ -4,6 +4,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod deployment;
 pub mod governance;
 pub mod providers;
 pub mod proxy;

@@ -10,5 +10,7 @@ use axum::Router;
 use crate::app::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(models_http::routes()).merge(spend_http::routes())
+    Router::new()
+        .merge(models_http::routes())
+        .merge(spend_http::routes())
 }

@@ -7,7 +7,8 @@ use serde_json::{json, Map, Value};
 
 use crate::app::App;
 use crate::config::parse_runtime_deployment;
-use crate::router::{Deployment, DeploymentState, Source};
+use crate::deployment::{Deployment, Source};
+use crate::router::DeploymentState;
 use crate::store::{Doc, Op};
 
 /// A runtime deployment as stored: the LiteLLM entry with `api_key` sealed.

@@ -18,7 +18,7 @@ pub use error::ConfigError;
 pub use model_list::parse_runtime_deployment;
 pub use settings::{GeneralSettings, RouterSettings, RoutingStrategy};
 
-use crate::router::Deployment;
+use crate::deployment::Deployment;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]

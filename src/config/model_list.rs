@@ -4,8 +4,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{ConfigError, Parser};
+use crate::deployment::{provider_spec, Deployment, Source, PROVIDERS};
 use crate::providers::Wire;
-use crate::router::{provider_spec, Deployment, Source, PROVIDERS};
 
 /// `litellm_params` keys Switchyard reads itself; everything else is a request default.
 const KNOWN_PARAMS: &[&str] = &[

@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::anthropic_stream::AnthropicStream;
 use super::{CallContext, CallType, ChunkStream, Completion, Error, Usage};
-use crate::router::Deployment;
+use crate::deployment::Deployment;
 
 const PROVIDER: &str = "anthropic";
 /// The Messages API version this adapter speaks.
@@ -573,7 +573,7 @@ mod tests {
     use crate::providers::Wire;
 
     fn deployment() -> Deployment {
-        let mut d = crate::router::test_deployment("a1", "claude", Wire::Anthropic);
+        let mut d = crate::deployment::test_deployment("a1", "claude", Wire::Anthropic);
         d.provider = "anthropic".into();
         d.upstream_model = "claude-sonnet-4-5".into();
         d.api_base = "https://api.anthropic.com".into();

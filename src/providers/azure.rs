@@ -2,7 +2,7 @@
 //! query parameter and an `api-key` header. Bodies are handled by `openai`.
 
 use super::{CallType, Error};
-use crate::router::Deployment;
+use crate::deployment::Deployment;
 
 /// Used when neither `api_version` nor `AZURE_API_VERSION` is set.
 pub const DEFAULT_API_VERSION: &str = "2024-10-21";
@@ -31,7 +31,7 @@ mod tests {
 
     #[test]
     fn url_puts_deployment_in_path_and_version_in_query() {
-        let mut d = crate::router::test_deployment("a", "g", Wire::Azure);
+        let mut d = crate::deployment::test_deployment("a", "g", Wire::Azure);
         d.api_base = "https://x.openai.azure.com".into();
         d.upstream_model = "my-gpt4o".into();
         d.api_version = Some("2024-06-01".into());

@@ -22,7 +22,8 @@ use serde_json::Value;
 pub use error::{Error, ErrorClass};
 pub use stream::{ChunkStream, StreamItem};
 
-use crate::router::Deployment;
+use crate::deployment::Deployment;
+pub use crate::deployment::Wire;
 
 /// Which OpenAI endpoint a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
@@ -51,20 +52,6 @@ impl CallType {
             CallType::Embedding => "embeddings",
         }
     }
-}
-
-/// The wire format a deployment speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum Wire {
-    /// OpenAI and every OpenAI-compatible server.
-    OpenAi,
-    /// Azure OpenAI: deployment in the path, `api-version` query, `api-key` header.
-    Azure,
-    /// Anthropic Messages API.
-    Anthropic,
-    /// The built-in test provider; answers without any network.
-    Mock,
 }
 
 /// Token counts of one request, as the upstream reported them (or as estimated).

@@ -274,7 +274,7 @@ mod tests {
     #[test]
     fn failures_beyond_allowed_fails_start_a_cooldown() {
         let s = DeploymentState::new(
-            crate::router::test_deployment("a", "g", crate::providers::Wire::OpenAi),
+            crate::deployment::test_deployment("a", "g", crate::providers::Wire::OpenAi),
             None,
         );
         let cd = Duration::from_secs(5);
@@ -287,7 +287,7 @@ mod tests {
     #[test]
     fn in_flight_guard_counts_and_releases() {
         let s = DeploymentState::new(
-            crate::router::test_deployment("a", "g", crate::providers::Wire::OpenAi),
+            crate::deployment::test_deployment("a", "g", crate::providers::Wire::OpenAi),
             None,
         );
         let g1 = s.start();

@@ -4,7 +4,6 @@
 //! call it, classify a failure, retry (preferring another deployment), then fall back to
 //! other groups. Each failure is kept and returned together when everything failed.
 
-pub mod deployment;
 pub mod health;
 pub mod strategy;
 
@@ -16,7 +15,7 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 use rand::Rng;
 
-pub use deployment::{provider_spec, Deployment, ProviderSpec, Source, PROVIDERS};
+use crate::deployment::Deployment;
 pub use health::{DeploymentState, HealthSnapshot, InFlight};
 
 use crate::config::{RouterSettings, RoutingStrategy};
@@ -459,38 +458,6 @@ fn same_target(a: &Deployment, b: &Deployment) -> bool {
         && a.upstream_model == b.upstream_model
         && a.api_key == b.api_key
         && a.wire == b.wire
-}
-
-/// A minimal deployment for unit tests.
-#[cfg(test)]
-pub fn test_deployment(id: &str, group: &str, wire: crate::providers::Wire) -> Deployment {
-    Deployment {
-        id: id.into(),
-        model_name: group.into(),
-        provider: "openai".into(),
-        wire,
-        upstream_model: group.into(),
-        api_base: "http://127.0.0.1:1".into(),
-        api_key: None,
-        api_version: None,
-        organization: None,
-        timeout: None,
-        stream_timeout: None,
-        max_retries: None,
-        rpm: None,
-        tpm: None,
-        order: None,
-        weight: None,
-        input_cost_per_token: None,
-        output_cost_per_token: None,
-        input_cost_per_second: None,
-        output_cost_per_second: None,
-        extra_headers: vec![],
-        default_params: Default::default(),
-        model_info: Default::default(),
-        mock_latency_ms: None,
-        source: deployment::Source::Config,
-    }
 }
 
 #[cfg(test)]

@@ -153,8 +153,8 @@ mod tests {
     use rand::SeedableRng;
     use std::time::Duration;
 
-    fn dep(id: &str, f: impl FnOnce(&mut crate::router::Deployment)) -> Arc<DeploymentState> {
-        let mut d = crate::router::test_deployment(id, "g", Wire::OpenAi);
+    fn dep(id: &str, f: impl FnOnce(&mut crate::deployment::Deployment)) -> Arc<DeploymentState> {
+        let mut d = crate::deployment::test_deployment(id, "g", Wire::OpenAi);
         f(&mut d);
         DeploymentState::new(d, None)
     }
@@ -240,11 +240,11 @@ mod tests {
             ..Default::default()
         };
         let a = DeploymentState::new(
-            crate::router::test_deployment("a", "g", Wire::OpenAi),
+            crate::deployment::test_deployment("a", "g", Wire::OpenAi),
             Some(price(1e-5, 3e-5)),
         );
         let b = DeploymentState::new(
-            crate::router::test_deployment("b", "g", Wire::OpenAi),
+            crate::deployment::test_deployment("b", "g", Wire::OpenAi),
             Some(price(1e-7, 4e-7)),
         );
         assert_eq!(counts(&[a, b], RoutingStrategy::CostBased, 10), vec![0, 10]);

@@ -1,6 +1,7 @@
 //! Unit tests of `Router::run`: retries, fallbacks, cooldowns, order.
 
 use super::*;
+use crate::deployment::test_deployment;
 use crate::providers::Wire;
 use std::sync::atomic::{AtomicU32, Ordering};
 

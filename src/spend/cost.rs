@@ -161,7 +161,7 @@ mod tests {
     #[test]
     fn deployment_overrides_take_precedence_over_the_table() {
         let table = PriceTable::builtin().unwrap();
-        let mut deployment = crate::router::test_deployment("d1", "gpt-4o", Wire::OpenAi);
+        let mut deployment = crate::deployment::test_deployment("d1", "gpt-4o", Wire::OpenAi);
         let table_price = table.for_deployment(&deployment).unwrap();
         assert_eq!(&table_price, table.lookup("openai", "gpt-4o").unwrap());
 
@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn unknown_models_are_priced_only_by_their_overrides() {
         let table = PriceTable::builtin().unwrap();
-        let mut deployment = crate::router::test_deployment("d1", "my-local-llm", Wire::OpenAi);
+        let mut deployment = crate::deployment::test_deployment("d1", "my-local-llm", Wire::OpenAi);
         assert_eq!(table.for_deployment(&deployment), None);
         deployment.output_cost_per_second = Some(0.01);
         let price = table.for_deployment(&deployment).unwrap();
@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn azure_deployments_are_priced_by_their_base_model() {
         let table = PriceTable::builtin().unwrap();
-        let mut deployment = crate::router::test_deployment("d1", "prod-chat", Wire::Azure);
+        let mut deployment = crate::deployment::test_deployment("d1", "prod-chat", Wire::Azure);
         deployment.provider = "azure".into();
         assert_eq!(table.for_deployment(&deployment), None);
         deployment

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::deployment::{provider_spec, Deployment};
 use crate::providers::Wire;
-use crate::router::{provider_spec, Deployment};
 
 const BUILTIN_PRICES_YAML: &str = include_str!("../../config/prices.yaml");
 const BUILTIN_PRICES_NAME: &str = "config/prices.yaml (built in)";

@@ -1,11 +1,24 @@
-//! One upstream deployment (a `model_list` entry) and the table of known provider prefixes.
+//! One upstream deployment (a `model_list` entry), its wire format, and the table of
+//! known provider prefixes. Shared by config, providers, router and spend.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::providers::Wire;
+/// The wire format a deployment speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Wire {
+    /// OpenAI and every OpenAI-compatible server.
+    OpenAi,
+    /// Azure OpenAI: deployment in the path, `api-version` query, `api-key` header.
+    Azure,
+    /// Anthropic Messages API.
+    Anthropic,
+    /// The built-in test provider; answers without any network.
+    Mock,
+}
 
 /// Where a deployment was declared: config entries are read-only at runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,13 +222,45 @@ impl Deployment {
     }
 }
 
+/// A minimal deployment for unit tests.
+#[cfg(test)]
+pub fn test_deployment(id: &str, group: &str, wire: Wire) -> Deployment {
+    Deployment {
+        id: id.into(),
+        model_name: group.into(),
+        provider: "openai".into(),
+        wire,
+        upstream_model: group.into(),
+        api_base: "http://127.0.0.1:1".into(),
+        api_key: None,
+        api_version: None,
+        organization: None,
+        timeout: None,
+        stream_timeout: None,
+        max_retries: None,
+        rpm: None,
+        tpm: None,
+        order: None,
+        weight: None,
+        input_cost_per_token: None,
+        output_cost_per_token: None,
+        input_cost_per_second: None,
+        output_cost_per_second: None,
+        extra_headers: vec![],
+        default_params: Default::default(),
+        model_info: Default::default(),
+        mock_latency_ms: None,
+        source: Source::Config,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn public_api_base_hides_credentials_and_query() {
-        let mut d = crate::router::test_deployment("d1", "g", Wire::OpenAi);
+        let mut d = crate::deployment::test_deployment("d1", "g", Wire::OpenAi);
         d.api_base = "https://user:pw@example.com/v1?key=secret".into();
         assert_eq!(d.public_api_base(), "https://example.com/v1");
     }
