@@ -5,7 +5,6 @@
 //! (a whole response, or a stream of `chat.completion.chunk` objects).
 
 pub mod anthropic;
-pub mod anthropic_stream;
 pub mod azure;
 pub mod error;
 pub mod mock;

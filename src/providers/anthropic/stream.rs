@@ -3,10 +3,19 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::anthropic::{error_from_body, finish_reason, unix_now, Counts};
-use super::sse::Event;
-use super::stream::Translator;
-use super::{Error, StreamItem};
+use super::response::{error_from_body, finish_reason, unix_now, Counts};
+use super::PROVIDER;
+use crate::providers::sse::Event;
+use crate::providers::stream::{from_sse, Translator};
+use crate::providers::{CallContext, ChunkStream, Error, StreamItem};
+
+pub fn stream(ctx: &CallContext<'_>, resp: reqwest::Response) -> ChunkStream {
+    super::stream::from_sse(
+        PROVIDER,
+        resp,
+        AnthropicStream::new(&ctx.deployment.upstream_model),
+    )
+}
 
 /// Translator state for one streamed Anthropic message.
 pub struct AnthropicStream {
