@@ -143,6 +143,9 @@ impl Running {
         let _ = (&mut self.server).await;
         finish(&self.state).await;
         self.writer.abort();
+        // Wait until the writer task (and its store handle) is gone so the same data
+        // dir can be reopened at once.
+        let _ = (&mut self.writer).await;
     }
 }
 

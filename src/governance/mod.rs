@@ -9,7 +9,7 @@ pub mod records;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use chrono::Utc;
 use parking_lot::{Mutex, RwLock};
@@ -84,6 +84,9 @@ pub struct Index {
     /// team → user → role.
     pub members: BTreeMap<String, BTreeMap<String, String>>,
 }
+
+/// `(owner, scope, display id, max budget, period)` of one budget a request must fit.
+type BudgetCheck = (String, BudgetScope, String, Option<f64>, Option<Period>);
 
 #[derive(Debug, Default)]
 struct Hot {
@@ -424,9 +427,7 @@ impl Governance {
     }
 
     pub fn admit(&self, caller: &Caller, req: &AdmitRequest<'_>) -> Result<Admission, LimitError> {
-        // (owner, scope, display id, max budget, period, enforce)
-        let mut budgets: Vec<(String, BudgetScope, String, Option<f64>, Option<Period>)> =
-            Vec::new();
+        let mut budgets: Vec<BudgetCheck> = Vec::new();
         // (scope, rpm, tpm)
         let mut rates: Vec<(String, Option<u64>, Option<u64>)> = Vec::new();
         let mut parallel: Option<(String, u64)> = None;

@@ -2,7 +2,9 @@
 //! key+model, end user).
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 pub const WINDOW: Duration = Duration::from_secs(60);
 
