@@ -2,6 +2,7 @@
 //! may (model access, budgets, rpm/tpm, parallel limits). Everything is in memory and
 //! written through to the store; nothing here waits on disk on the request path.
 
+mod admission;
 pub mod budget;
 mod errors;
 pub mod ratelimit;
@@ -17,9 +18,10 @@ use subtle::ConstantTimeEq;
 
 use crate::spend::writer::CounterSource;
 use crate::store::{Doc, Store};
-use budget::{Counter, Ledger};
+pub use admission::Admission;
+use admission::{Held, Hot};
+use budget::Counter;
 pub use errors::{AuthError, BudgetScope, LimitError};
-use ratelimit::Window;
 use records::*;
 
 /// Who made a request, resolved from its API key.
@@ -87,91 +89,6 @@ pub struct Index {
 
 /// `(owner, scope, display id, max budget, period)` of one budget a request must fit.
 type BudgetCheck = (String, BudgetScope, String, Option<f64>, Option<Period>);
-
-#[derive(Debug, Default)]
-struct Hot {
-    ledger: Ledger,
-    windows: HashMap<String, Window>,
-    in_flight: HashMap<String, u64>,
-}
-
-/// A reservation held for the duration of one request; settle it with the real cost.
-/// Dropping it unsettled releases the reservation without charging.
-#[derive(Debug, Default)]
-pub struct Admission {
-    held: Option<Held>,
-    headers: Vec<(&'static str, String)>,
-}
-
-#[derive(Debug)]
-struct Held {
-    hot: Arc<Mutex<Hot>>,
-    owners: Vec<String>,
-    est_cost: f64,
-    scopes: Vec<String>,
-    est_tokens: u64,
-    parallel_key: Option<String>,
-    /// `(key owner, soft budget)` to record a soft-budget crossing.
-    soft: Option<(String, f64)>,
-}
-
-impl Held {
-    fn finish(self, charge: Option<(f64, u64)>) {
-        let now = Utc::now();
-        let at = Instant::now();
-        let mut hot = self.hot.lock();
-        for o in &self.owners {
-            let c = hot.ledger.counter(o);
-            c.reserved = (c.reserved - self.est_cost).max(0.0);
-            if let Some((cost, _)) = charge {
-                if cost > 0.0 {
-                    c.spend += cost;
-                    c.dirty = true;
-                }
-            }
-        }
-        if let (Some((owner, soft)), Some(_)) = (&self.soft, charge) {
-            let c = hot.ledger.counter(owner);
-            if c.spend >= *soft && c.soft_crossed_at.is_none() {
-                c.soft_crossed_at = Some(now);
-                c.dirty = true;
-                tracing::info!(owner = %owner, spend = c.spend, soft_budget = soft, "soft budget crossed");
-            }
-        }
-        let real = charge.map(|(_, t)| t).unwrap_or(0) as i64;
-        let delta = real - self.est_tokens as i64;
-        for s in &self.scopes {
-            hot.windows.entry(s.clone()).or_default().add(at, 0, delta);
-        }
-        if let Some(k) = &self.parallel_key {
-            if let Some(n) = hot.in_flight.get_mut(k) {
-                *n = n.saturating_sub(1);
-            }
-        }
-    }
-}
-
-impl Admission {
-    /// Charges the real cost and tokens; returns nothing to wait for.
-    pub fn settle(mut self, cost: f64, tokens: u64) {
-        if let Some(h) = self.held.take() {
-            h.finish(Some((cost.max(0.0), tokens)));
-        }
-    }
-
-    /// LiteLLM's rate-limit and budget response headers.
-    pub fn headers(&self) -> &[(&'static str, String)] {
-        &self.headers
-    }
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        if let Some(h) = self.held.take() {
-            h.finish(None);
-        }
-    }
-}
 
 pub struct Governance {
     master_key: Option<String>,
