@@ -103,12 +103,12 @@ pub fn build(
         .map(|d| DeploymentState::new(d.clone(), prices.for_deployment(d)))
         .collect();
     let router = Router::new(config.router.clone(), deployments);
-    let governance = Governance::new(config.general.master_key.clone());
+    let governance = Governance::load(&store, config.general.master_key.clone())?;
     let (spend, writer) = SpendWriter::start(
         store.clone(),
         config.general.spend_flush_interval,
         config.general.spend_logs_retention,
-        Arc::new(Vec::new),
+        governance.counter_source(),
     );
     let app = App {
         http: http_client()?,
@@ -152,6 +152,8 @@ impl Running {
         }
         let _ = (&mut self.server).await;
         finish(&self.state).await;
+        // Wait until the writer task (and its store handle) is gone so the same data
+        // dir can be reopened at once.
         let _ = (&mut self.writer).await;
     }
 }

@@ -1,7 +1,10 @@
 //! Integration tests: the real server on a random port against mock upstreams.
 
+mod budgets;
 mod errors;
 mod fallbacks;
+mod keys;
+mod limits;
 mod models_admin;
 mod providers;
 mod proxy;
@@ -13,3 +16,4 @@ mod spend_reports;
 mod startup;
 mod streaming;
 mod support;
+mod teams_users;
