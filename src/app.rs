@@ -22,22 +22,7 @@ use crate::spend::prices::PriceTable;
 use crate::spend::SpendWriter;
 use crate::store::Store;
 
-/// Everything a request handler can reach.
-pub struct App {
-    pub config: Config,
-    pub http: reqwest::Client,
-    pub store: Store,
-    pub router: Router,
-    pub governance: Governance,
-    pub spend: SpendWriter,
-    pub prices: PriceTable,
-    /// Seals provider keys of runtime models at rest.
-    pub secrets: SecretBox,
-    pub started: Instant,
-    pub started_at: chrono::DateTime<chrono::Utc>,
-}
-
-pub type AppState = Arc<App>;
+pub use crate::state::{App, AppState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {

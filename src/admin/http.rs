@@ -16,8 +16,8 @@ use super::common::Admin;
 use super::error::{Error, Result};
 use super::fields::{self, Obj};
 use super::{customers, keys, teams, users};
-use crate::app::AppState;
 use crate::governance::Caller;
+use crate::state::AppState;
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {

@@ -18,7 +18,7 @@ use axum::Router;
 
 pub use error::Error;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     http::routes()

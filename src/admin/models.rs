@@ -5,10 +5,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::app::App;
 use crate::config::parse_runtime_deployment;
 use crate::deployment::{Deployment, Source};
 use crate::router::DeploymentState;
+use crate::state::App;
 use crate::store::{Doc, Op};
 
 /// A runtime deployment as stored: the LiteLLM entry with `api_key` sealed.

@@ -8,9 +8,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::models::{self, ModelError};
-use crate::app::AppState;
 use crate::proxy::request::JsonBody;
 use crate::proxy::ApiError;
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

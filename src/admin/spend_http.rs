@@ -14,10 +14,10 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use serde_json::{json, Value};
 
-use crate::app::AppState;
 use crate::proxy::ApiError;
 use crate::spend::csv;
 use crate::spend::report::{self, GroupBy, LogFilter, Page, ReportError, TimeRange};
+use crate::state::AppState;
 use crate::store::{Doc, Store};
 
 pub fn routes() -> Router<AppState> {

@@ -1,6 +1,7 @@
 //! The OpenAI-compatible face: `/v1/*` handlers, SSE streaming, health probes.
 
 pub mod completions;
+mod context;
 mod error;
 pub mod models;
 pub mod request;

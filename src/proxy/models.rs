@@ -9,8 +9,8 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::ApiError;
-use crate::app::AppState;
 use crate::providers::{self, CallContext, CallType};
+use crate::state::AppState;
 
 fn model_object(id: &str, created: i64) -> Value {
     json!({"id": id, "object": "model", "created": created, "owned_by": "openai"})
@@ -114,7 +114,7 @@ pub async fn health(
                 deployment: &d.dep,
                 call,
                 body: &body,
-                timeout: std::time::Duration::from_secs(30).min(super::completions::call_timeout(&app, &d, false)),
+                timeout: std::time::Duration::from_secs(30).min(super::context::call_timeout(&app, &d, false)),
             };
             let t = Instant::now();
             let r = providers::call(&ctx).await;

@@ -4,7 +4,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use super::{completions, models};
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     let mut r = Router::new();

@@ -12,7 +12,7 @@ use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use super::completions::{
+use super::context::{
     apply_headers, base_row, call_timeout, fill_usage, record_failure, response_headers, Ctx,
 };
 use super::ApiError;

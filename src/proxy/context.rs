@@ -1,0 +1,199 @@
+//! The context of one admitted request and what both answer paths (whole and
+//! streamed) share: timeouts, LiteLLM response headers, spend rows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::Response;
+use serde_json::Value;
+
+use super::request::ProxyRequest;
+use super::ApiError;
+use crate::governance::{Admission, Caller};
+use crate::providers::Usage;
+use crate::router::DeploymentState;
+use crate::spend::SpendRow;
+use crate::state::AppState;
+
+/// Everything known about a request once it is admitted; shared by both answer paths.
+pub(crate) struct Ctx {
+    pub app: AppState,
+    pub req: ProxyRequest,
+    pub caller: Caller,
+    pub body: Value,
+    pub request_id: String,
+    pub started: Instant,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub est_prompt_tokens: u64,
+    /// Time spent waiting on the upstream in the successful attempt (µs).
+    pub upstream_us: std::sync::atomic::AtomicU64,
+}
+
+/// Time allowed for a call: the deployment's, else the router's.
+pub(crate) fn call_timeout(app: &AppState, d: &DeploymentState, stream: bool) -> Duration {
+    let s = app.router.settings();
+    let stream_t = if stream {
+        d.dep.stream_timeout.or(s.stream_timeout)
+    } else {
+        None
+    };
+    stream_t.or(d.dep.timeout).unwrap_or(s.timeout)
+}
+
+/// A spend row with everything but usage and outcome filled in.
+pub(crate) fn base_row(
+    ctx: &Ctx,
+    dep: Option<&Arc<DeploymentState>>,
+    retries: u32,
+    fallbacks: u32,
+) -> SpendRow {
+    let now = chrono::Utc::now();
+    SpendRow {
+        request_id: ctx.request_id.clone(),
+        call_type: ctx.req.call.litellm_name().into(),
+        api_key: ctx.caller.token_hash.clone().unwrap_or_default(),
+        key_alias: ctx.caller.key_alias.clone(),
+        user: ctx.caller.user_id.clone(),
+        team_id: ctx.caller.team_id.clone(),
+        end_user: ctx.req.end_user.clone(),
+        model: ctx.req.model.clone(),
+        model_group: dep
+            .map(|d| d.dep.model_name.clone())
+            .unwrap_or_else(|| ctx.req.model.clone()),
+        model_id: dep.map(|d| d.dep.id.clone()).unwrap_or_default(),
+        api_base: dep.map(|d| d.dep.public_api_base()).unwrap_or_default(),
+        custom_llm_provider: dep.map(|d| d.dep.provider.clone()).unwrap_or_default(),
+        start_time: ctx
+            .started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        end_time: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        duration_ms: ctx.started.elapsed().as_millis() as u64,
+        status: "success".into(),
+        http_status: 200,
+        request_tags: ctx.req.tags.clone(),
+        metadata: ctx.req.metadata.clone(),
+        attempted_retries: retries,
+        attempted_fallbacks: fallbacks,
+        stream: ctx.req.stream,
+        messages: ctx
+            .app
+            .config
+            .general
+            .store_prompts_in_spend_logs
+            .then(|| {
+                ctx.body
+                    .get("messages")
+                    .or_else(|| ctx.body.get("prompt"))
+                    .or_else(|| ctx.body.get("input"))
+                    .cloned()
+            })
+            .flatten(),
+        ..SpendRow::default()
+    }
+}
+
+pub(crate) fn fill_usage(row: &mut SpendRow, usage: &Usage, spend: f64) {
+    row.spend = spend;
+    row.prompt_tokens = usage.prompt_tokens;
+    row.completion_tokens = usage.completion_tokens;
+    row.total_tokens = usage.total_tokens();
+    row.cache_read_tokens = usage.cache_read_tokens;
+    row.cache_creation_tokens = usage.cache_creation_tokens;
+    row.usage_estimated = usage.estimated;
+}
+
+/// Queues a failure row (no charge).
+pub(crate) fn record_failure(
+    ctx: &Ctx,
+    err: &ApiError,
+    dep: Option<&Arc<DeploymentState>>,
+    retries: u32,
+    fallbacks: u32,
+) {
+    let mut row = base_row(ctx, dep, retries, fallbacks);
+    row.status = "failure".into();
+    row.http_status = err.status.as_u16();
+    row.error_class = Some(err.kind.to_owned());
+    row.error_message = Some(err.message.chars().take(2000).collect());
+    ctx.app.spend.record(row);
+}
+
+/// LiteLLM's response headers for a routed call.
+pub(crate) fn response_headers(
+    ctx: &Ctx,
+    dep: &DeploymentState,
+    retries: u32,
+    fallbacks: u32,
+    cost: f64,
+    admission: &Admission,
+) -> Vec<(HeaderName, String)> {
+    let total_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+    let mut h: Vec<(HeaderName, String)> = vec![
+        (
+            HeaderName::from_static("x-litellm-call-id"),
+            ctx.request_id.clone(),
+        ),
+        (
+            HeaderName::from_static("x-litellm-response-cost"),
+            format!("{cost}"),
+        ),
+        (
+            HeaderName::from_static("x-litellm-model-id"),
+            dep.dep.id.clone(),
+        ),
+        (
+            HeaderName::from_static("x-litellm-model-api-base"),
+            dep.dep.public_api_base(),
+        ),
+        (
+            HeaderName::from_static("x-litellm-model-group"),
+            dep.dep.model_name.clone(),
+        ),
+        (
+            HeaderName::from_static("x-litellm-attempted-retries"),
+            retries.to_string(),
+        ),
+        (
+            HeaderName::from_static("x-litellm-attempted-fallbacks"),
+            fallbacks.to_string(),
+        ),
+        (
+            HeaderName::from_static("x-litellm-response-duration-ms"),
+            format!("{total_ms:.3}"),
+        ),
+        (
+            HeaderName::from_static("x-litellm-version"),
+            env!("CARGO_PKG_VERSION").into(),
+        ),
+    ];
+    h.push((
+        HeaderName::from_static("x-litellm-overhead-duration-ms"),
+        format!("{:.3}", ctx.overhead_ms()),
+    ));
+    for (k, v) in admission.headers() {
+        h.push((HeaderName::from_static(k), v.clone()));
+    }
+    h
+}
+
+impl Ctx {
+    pub(crate) fn set_upstream_time(&self, d: Duration) {
+        self.upstream_us
+            .store(d.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Time the gateway added on top of the upstream (auth, limits, routing, retries).
+    fn overhead_ms(&self) -> f64 {
+        let upstream = self.upstream_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0;
+        (self.started.elapsed().as_secs_f64() * 1000.0 - upstream).max(0.0)
+    }
+}
+
+pub(crate) fn apply_headers(resp: &mut Response, headers: Vec<(HeaderName, String)>) {
+    for (k, v) in headers {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+}
