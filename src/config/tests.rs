@@ -133,16 +133,11 @@ fn the_shipped_example_and_demo_configs_load() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let demo = Config::load(&dir.join("demo.yaml")).unwrap();
     assert_eq!(demo.model_groups(), vec!["echo"]);
-    for (k, v) in [
-        ("OPENAI_API_KEY", "sk-o"),
-        ("ANTHROPIC_API_KEY", "sk-a"),
-        ("AZURE_API_BASE", "https://x.openai.azure.com"),
-        ("AZURE_API_KEY", "az"),
-        ("LITELLM_MASTER_KEY", "sk-master-example"),
-    ] {
-        std::env::set_var(k, v);
-    }
-    let example = Config::load(&dir.join("example.yaml")).unwrap();
+    // The variables go in through `environment_variables`, not the process environment,
+    // so parallel tests never see them.
+    let text = std::fs::read_to_string(dir.join("example.yaml")).unwrap();
+    let env = "\nenvironment_variables:\n  OPENAI_API_KEY: sk-o\n  ANTHROPIC_API_KEY: sk-a\n  AZURE_API_BASE: https://x.openai.azure.com\n  AZURE_API_KEY: az\n  LITELLM_MASTER_KEY: sk-master-example\n";
+    let example = Config::from_yaml("config/example.yaml", &format!("{text}{env}")).unwrap();
     assert_eq!(
         example.model_groups(),
         vec!["gpt-4o", "gpt-4o-mini", "claude-sonnet", "local-llama"]
