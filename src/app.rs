@@ -65,6 +65,9 @@ pub fn load_prices(config: &Config, extra: Option<&Path>) -> Result<PriceTable, 
 fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .tcp_nodelay(true)
+        // Provider APIs do not redirect; following redirects would only cost time and
+        // could send a key to another host.
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(512)

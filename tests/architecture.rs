@@ -66,9 +66,14 @@ fn admin_services_have_no_http_dependency() {
     let offenders: Vec<String> = src_files()
         .into_iter()
         .filter(|(rel, _)| rel.starts_with("admin/"))
-        .filter(|(rel, _)| !(rel == "admin/mod.rs" || rel == "admin/http.rs" || rel.ends_with("_http.rs")))
+        .filter(|(rel, _)| {
+            !(rel == "admin/mod.rs" || rel == "admin/http.rs" || rel.ends_with("_http.rs"))
+        })
         .filter(|(_, text)| text.contains("axum"))
         .map(|(rel, _)| rel)
         .collect();
-    assert!(offenders.is_empty(), "admin service files importing axum: {offenders:?}");
+    assert!(
+        offenders.is_empty(),
+        "admin service files importing axum: {offenders:?}"
+    );
 }

@@ -99,12 +99,14 @@ pub async fn call(ctx: &CallContext<'_>) -> Result<Completion, Error> {
                 ..usage
             };
             return Ok(Completion {
+                raw: None,
                 body: json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens}}),
                 usage: Some(usage),
             });
         }
     };
     Ok(Completion {
+        raw: None,
         body,
         usage: Some(usage),
     })

@@ -122,8 +122,22 @@ impl Usage {
 /// A complete (non-streaming) answer, already in OpenAI's shape.
 #[derive(Debug, Clone)]
 pub struct Completion {
+    /// The answer as JSON; `Null` when `raw` carries it.
     pub body: Value,
+    /// The upstream's bytes when they already are OpenAI's shape: forwarded untouched,
+    /// which spares parsing and re-serializing every answer.
+    pub raw: Option<Bytes>,
     pub usage: Option<Usage>,
+}
+
+impl Completion {
+    /// The answer as a JSON value (parses `raw` when that is where it is).
+    pub fn json(&self) -> Value {
+        match &self.raw {
+            Some(raw) => serde_json::from_slice(raw).unwrap_or(Value::Null),
+            None => self.body.clone(),
+        }
+    }
 }
 
 /// Everything an adapter needs to call one deployment.
@@ -144,7 +158,7 @@ pub async fn call(ctx: &CallContext<'_>) -> Result<Completion, Error> {
         Wire::OpenAi | Wire::Azure => {
             let req = openai::build(ctx, false)?;
             let bytes = send(ctx, req).await?;
-            openai::parse(ctx.call, &bytes)
+            openai::parse(ctx.call, bytes)
         }
         Wire::Anthropic => {
             let req = anthropic::build(ctx, false)?;

@@ -90,14 +90,23 @@ pub fn build(ctx: &CallContext<'_>, stream: bool) -> Result<reqwest::RequestBuil
         .body(bytes))
 }
 
-pub fn parse(_call: CallType, bytes: &[u8]) -> Result<Completion, Error> {
-    let body: Value =
-        serde_json::from_slice(bytes).map_err(|e| Error::bad_response("openai", e))?;
-    if !body.is_object() {
-        return Err(Error::bad_response("openai", "expected a JSON object"));
-    }
-    let usage = body.get("usage").and_then(Usage::from_openai);
-    Ok(Completion { body, usage })
+/// Only what the gateway needs from an OpenAI answer; the rest is skipped unparsed.
+#[derive(serde::Deserialize)]
+struct AnswerHead {
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+/// Checks the answer is a JSON object, reads its usage, and keeps the bytes to forward.
+pub fn parse(_call: CallType, bytes: Bytes) -> Result<Completion, Error> {
+    let head: AnswerHead =
+        serde_json::from_slice(&bytes).map_err(|e| Error::bad_response("openai", e))?;
+    let usage = head.usage.as_ref().and_then(Usage::from_openai);
+    Ok(Completion {
+        body: Value::Null,
+        raw: Some(bytes),
+        usage,
+    })
 }
 
 pub fn stream(resp: reqwest::Response) -> ChunkStream {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -17,7 +18,7 @@ use super::context::{
 use super::request::{JsonBody, ProxyRequest};
 use super::{stream, ApiError};
 use crate::governance::{Admission, AdmitRequest};
-use crate::providers::{self, CallContext, CallType, Completion, Usage};
+use crate::providers::{self, CallContext, CallType, Usage};
 use crate::router::{RouteRequest, Routed};
 use crate::spend::cost;
 use crate::state::AppState;
@@ -175,12 +176,14 @@ async fn whole(
         .await;
     match routed {
         Ok(Routed {
-            value: Completion { body, usage },
+            value: answer,
             deployment,
             attempted_retries,
             attempted_fallbacks,
         }) => {
-            let usage = usage.unwrap_or_else(|| estimate_usage(&ctx, &body));
+            let usage = answer
+                .usage
+                .unwrap_or_else(|| estimate_usage(&ctx, &answer.json()));
             let elapsed = ctx.started.elapsed();
             let spend = deployment
                 .price
@@ -204,10 +207,13 @@ async fn whole(
             );
             fill_usage(&mut row, &usage, spend);
             if ctx.app.config.general.store_prompts_in_spend_logs {
-                row.response = Some(body.clone());
+                row.response = Some(answer.json());
             }
             ctx.app.spend.record(row);
-            let mut resp = axum::Json(body).into_response();
+            let mut resp = match answer.raw {
+                Some(raw) => ([(CONTENT_TYPE, "application/json")], raw).into_response(),
+                None => axum::Json(answer.body).into_response(),
+            };
             apply_headers(&mut resp, headers);
             Ok(resp)
         }

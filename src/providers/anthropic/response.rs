@@ -65,6 +65,7 @@ pub fn parse(ctx: &CallContext<'_>, bytes: &[u8]) -> Result<Completion, Error> {
         "usage": usage.to_openai(),
     });
     Ok(Completion {
+        raw: None,
         body,
         usage: Some(usage),
     })
