@@ -2,6 +2,8 @@
 //! auth header): the client body passes through with `model` rewritten.
 
 use bytes::Bytes;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Map;
 use serde_json::Value;
 
 use super::stream::{from_sse, Translator};
@@ -26,41 +28,56 @@ pub const GATEWAY_ONLY_FIELDS: &[&str] = &[
     "timeout",
 ];
 
-/// The upstream body: the client's fields minus gateway-only ones, `model` rewritten,
-/// deployment defaults filled in, usage requested on streams.
-pub fn upstream_body(ctx: &CallContext<'_>, stream: bool) -> Value {
-    let mut body = ctx.body.clone();
-    if let Some(obj) = body.as_object_mut() {
-        for k in GATEWAY_ONLY_FIELDS {
-            obj.remove(*k);
+/// The upstream body, written straight from the client's (no copy of the tree):
+/// gateway-only fields dropped, `model` rewritten, deployment defaults filled in, and on
+/// streams usage requested so spend is exact (the proxy strips the usage chunk again
+/// when the client did not ask for it).
+pub struct UpstreamBody<'a> {
+    pub ctx: &'a CallContext<'a>,
+    pub stream: bool,
+}
+
+impl Serialize for UpstreamBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let empty = Map::new();
+        let body = self.ctx.body.as_object().unwrap_or(&empty);
+        let dep = self.ctx.deployment;
+        let want_usage = self.stream && self.ctx.call != CallType::Embedding;
+        // Fields this function writes itself.
+        let ours = |k: &str| {
+            k == "model"
+                || GATEWAY_ONLY_FIELDS.contains(&k)
+                || (self.stream && k == "stream")
+                || (want_usage && k == "stream_options")
+        };
+        let mut m = s.serialize_map(None)?;
+        for (k, v) in body.iter().filter(|(k, _)| !ours(k)) {
+            m.serialize_entry(k, v)?;
         }
-        obj.insert(
-            "model".into(),
-            Value::String(ctx.deployment.upstream_model.clone()),
-        );
-        for (k, v) in &ctx.deployment.default_params {
-            obj.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        if stream {
-            obj.insert("stream".into(), Value::Bool(true));
-            if ctx.call != CallType::Embedding {
-                // Always ask for usage so spend is exact; the proxy strips the usage chunk
-                // again when the client did not ask for it.
-                let opts = obj
-                    .entry("stream_options")
-                    .or_insert_with(|| Value::Object(Default::default()));
-                if let Some(o) = opts.as_object_mut() {
-                    o.insert("include_usage".into(), Value::Bool(true));
-                }
+        m.serialize_entry("model", &dep.upstream_model)?;
+        for (k, v) in &dep.default_params {
+            if !ours(k) && !body.contains_key(k) {
+                m.serialize_entry(k, v)?;
             }
         }
+        if self.stream {
+            m.serialize_entry("stream", &true)?;
+        }
+        if want_usage {
+            let mut opts = body
+                .get("stream_options")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            opts.insert("include_usage".into(), Value::Bool(true));
+            m.serialize_entry("stream_options", &opts)?;
+        }
+        m.end()
     }
-    body
 }
 
 pub fn build(ctx: &CallContext<'_>, stream: bool) -> Result<reqwest::RequestBuilder, Error> {
     let dep = ctx.deployment;
-    let body = upstream_body(ctx, stream);
     let mut req = match dep.wire {
         Wire::Azure => {
             let url = azure::url(dep, ctx.call)?;
@@ -83,8 +100,8 @@ pub fn build(ctx: &CallContext<'_>, stream: bool) -> Result<reqwest::RequestBuil
         }
     };
     req = super::with_extra_headers(req, dep);
-    let bytes =
-        serde_json::to_vec(&body).map_err(|e| Error::invalid_request(dep.provider_name(), e))?;
+    let bytes = serde_json::to_vec(&UpstreamBody { ctx, stream })
+        .map_err(|e| Error::invalid_request(dep.provider_name(), e))?;
     Ok(req
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(bytes))
@@ -166,6 +183,56 @@ impl Translator for PassThrough {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstream_body_drops_gateway_fields_rewrites_model_and_asks_for_usage() {
+        let mut dep = crate::deployment::test_deployment("d", "alias", Wire::OpenAi);
+        dep.upstream_model = "gpt-4o".into();
+        dep.default_params
+            .insert("temperature".into(), serde_json::json!(0.2));
+        dep.default_params
+            .insert("top_p".into(), serde_json::json!(0.9));
+        let body = serde_json::json!({
+            "model": "alias", "messages": [], "top_p": 0.5, "metadata": {"tags": ["t"]},
+            "fallbacks": ["x"], "stream": true, "stream_options": {"other": 1}, "custom": {"a": 1}
+        });
+        let http = reqwest::Client::new();
+        let ctx = CallContext {
+            http: &http,
+            deployment: &dep,
+            call: CallType::Chat,
+            body: &body,
+            timeout: std::time::Duration::from_secs(1),
+        };
+        let out: Value = serde_json::from_slice(
+            &serde_json::to_vec(&UpstreamBody {
+                ctx: &ctx,
+                stream: true,
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            serde_json::json!({
+                "model": "gpt-4o", "messages": [], "top_p": 0.5, "temperature": 0.2, "custom": {"a": 1},
+                "stream": true, "stream_options": {"other": 1, "include_usage": true}
+            })
+        );
+        let out: Value = serde_json::from_slice(
+            &serde_json::to_vec(&UpstreamBody {
+                ctx: &ctx,
+                stream: false,
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            out["stream"], true,
+            "a non-stream call passes the client's fields as they are"
+        );
+        assert!(out.get("metadata").is_none());
+    }
 
     fn ev(data: &str) -> Event {
         Event {
