@@ -19,6 +19,8 @@ pub struct ApiError {
     pub param: Option<String>,
     pub code: Option<String>,
     pub retry_after: Option<Duration>,
+    /// Extra response headers (e.g. how many retries and fallbacks were tried).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -30,6 +32,7 @@ impl ApiError {
             param: None,
             code: Some(status.as_u16().to_string()),
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -69,6 +72,11 @@ impl IntoResponse for ApiError {
             let secs = ra.as_secs_f64().ceil().max(1.0) as u64;
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut().insert("retry-after", v);
+            }
+        }
+        for (k, v) in self.headers {
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                resp.headers_mut().insert(k, v);
             }
         }
         resp
@@ -145,11 +153,30 @@ impl From<RouteError> for ApiError {
                 )
             },
             RouteError::AllFailed { errors } => {
+                // One entry per attempt, tagged with its group: groups after the first are
+                // fallbacks, further attempts within a group are retries.
+                let mut groups: Vec<&str> = Vec::new();
+                for (g, _) in errors {
+                    if !groups.contains(&g.as_str()) {
+                        groups.push(g);
+                    }
+                }
+                let headers = vec![
+                    (
+                        "x-litellm-attempted-retries",
+                        (errors.len() - groups.len()).to_string(),
+                    ),
+                    (
+                        "x-litellm-attempted-fallbacks",
+                        groups.len().saturating_sub(1).to_string(),
+                    ),
+                ];
                 let last = errors.last().map(|(_, e)| ApiError::from(e));
                 match (last, errors.len()) {
-                    (Some(last), 1) => last,
+                    (Some(last), 1) => ApiError { headers, ..last },
                     (Some(last), _) => ApiError {
                         message: e.to_string(),
+                        headers,
                         ..last
                     },
                     (None, _) => ApiError::internal(e.to_string()),

@@ -19,6 +19,12 @@ async fn num_retries_from_router_settings_and_from_the_body_are_counted_at_the_u
     assert_eq!(r.status, 500, "{}", r.text);
     assert_error_shape(&r);
     assert_eq!(up.hits(), 4, "1 call + 3 retries");
+    assert_eq!(
+        r.header("x-litellm-attempted-retries"),
+        Some("3"),
+        "a failed call reports its retries too"
+    );
+    assert_eq!(r.header("x-litellm-attempted-fallbacks"), Some("0"));
 
     let r = app
         .chat_body(

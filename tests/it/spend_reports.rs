@@ -87,8 +87,9 @@ async fn spend_logs_filter_by_key_user_team_model_tags_and_dates_and_page() {
 }
 
 #[tokio::test]
-async fn spend_reports_need_the_master_key() {
+async fn spend_reports_need_the_master_key_or_an_admin() {
     let (app, _o, _a) = setup("").await;
+    let plain_key = crate::keys::new_key(&app, serde_json::json!({})).await;
     for path in [
         "/spend/logs",
         "/spend/logs/csv",
@@ -104,6 +105,12 @@ async fn spend_reports_need_the_master_key() {
         let r = app.get(path, Some("sk-wrong-key-123")).await;
         assert_eq!(r.status, 401, "{path}");
         assert!(r.body["error"]["message"].is_string(), "{path}: {}", r.text);
+        let r = app.get(path, Some(&plain_key)).await;
+        assert_eq!(
+            r.status, 403,
+            "a plain virtual key may not read spend: {path}: {}",
+            r.text
+        );
         assert_eq!(app.get(path, Some(MASTER_KEY)).await.status, 200, "{path}");
     }
     app.stop().await;
