@@ -17,10 +17,10 @@ pub struct ApiError {
     pub message: String,
     pub kind: &'static str,
     pub param: Option<String>,
-    pub code: Option<String>,
+    pub code: Option<Box<str>>,
     pub retry_after: Option<Duration>,
     /// Extra response headers (e.g. how many retries and fallbacks were tried).
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Box<[(&'static str, String)]>,
 }
 
 impl ApiError {
@@ -30,9 +30,9 @@ impl ApiError {
             message: message.into(),
             kind,
             param: None,
-            code: Some(status.as_u16().to_string()),
+            code: Some(status.as_u16().to_string().into()),
             retry_after: None,
-            headers: Vec::new(),
+            headers: Box::default(),
         }
     }
 
@@ -74,7 +74,7 @@ impl IntoResponse for ApiError {
                 resp.headers_mut().insert("retry-after", v);
             }
         }
-        for (k, v) in self.headers {
+        for (k, v) in self.headers.into_vec() {
             if let Ok(v) = HeaderValue::from_str(&v) {
                 resp.headers_mut().insert(k, v);
             }
@@ -87,7 +87,7 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         let status = e.status();
         ApiError {
-            code: Some(status.as_u16().to_string()),
+            code: Some(status.as_u16().to_string().into()),
             ..ApiError::new(status, e.kind(), e.to_string())
         }
     }
@@ -127,7 +127,7 @@ impl From<&crate::providers::Error> for ApiError {
         };
         ApiError {
             retry_after: e.retry_after,
-            code: Some(status.as_u16().to_string()),
+            code: Some(status.as_u16().to_string().into()),
             ..ApiError::new(
                 status,
                 class_type(e.class),
@@ -161,7 +161,7 @@ impl From<RouteError> for ApiError {
                         groups.push(g);
                     }
                 }
-                let headers = vec![
+                let headers: Box<[_]> = Box::new([
                     (
                         "x-litellm-attempted-retries",
                         (errors.len() - groups.len()).to_string(),
@@ -170,7 +170,7 @@ impl From<RouteError> for ApiError {
                         "x-litellm-attempted-fallbacks",
                         groups.len().saturating_sub(1).to_string(),
                     ),
-                ];
+                ]);
                 let last = errors.last().map(|(_, e)| ApiError::from(e));
                 match (last, errors.len()) {
                     (Some(last), 1) => ApiError { headers, ..last },
