@@ -16,13 +16,25 @@ pub struct Admin<'a> {
     pub store: &'a Store,
 }
 
+/// LiteLLM's refusal of an admin-only route to a non-admin key (route_checks.py):
+/// rendered as 401 `auth_error`, like LiteLLM's auth exception handler does.
+pub fn admin_only_message(caller: &Caller) -> String {
+    let role = if caller.user_id.is_some() {
+        "internal_user"
+    } else {
+        "unknown"
+    };
+    format!(
+        "Authentication Error, Only proxy admin can be used to generate, delete, update info for new keys/users/teams. Your role={role}. Your user_id={}",
+        caller.user_id.as_deref().unwrap_or("unknown")
+    )
+}
+
 pub fn require_admin(caller: &Caller) -> Result<()> {
     if caller.is_admin() {
         Ok(())
     } else {
-        Err(Error::Forbidden(
-            "Only the master key or a proxy_admin user may call this route.".into(),
-        ))
+        Err(Error::Unauthorized(admin_only_message(caller)))
     }
 }
 

@@ -95,6 +95,59 @@ pub fn update(a: &Admin, caller: &Caller, o: &Obj) -> Result<Value> {
     Ok(end_user_view(a.gov, &e))
 }
 
+/// `/customer/block` and `/customer/unblock` take `{"user_ids": [...]}` like LiteLLM
+/// (customer_endpoints.py). Block creates missing end users blocked and answers
+/// `{"blocked_users": [records]}`; unblock answers `{"blocked_users": [ids still blocked]}`.
+pub fn set_blocked(a: &Admin, caller: &Caller, o: &Obj, blocked: bool) -> Result<Value> {
+    require_admin(caller)?;
+    let _g = a.gov.admin_lock.lock();
+    let ids = id_list(o, "user_ids")?;
+    let mut records = Vec::new();
+    {
+        let idx = a.gov.index.read();
+        for id in &ids {
+            let mut e = match idx.end_users.get(id) {
+                Some(e) => (**e).clone(),
+                None if blocked => EndUserRecord {
+                    user_id: id.clone(),
+                    metadata: json!({}),
+                    created_at: Some(Utc::now()),
+                    ..Default::default()
+                },
+                None => return Err(not_found(id)),
+            };
+            e.blocked = blocked;
+            records.push(e);
+        }
+    }
+    let ops = records
+        .iter()
+        .map(|e| Op::put(Doc::EndUsers, e.user_id.clone(), e))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    a.store.apply(ops)?;
+    {
+        let mut idx = a.gov.index.write();
+        for e in &records {
+            idx.end_users.insert(e.user_id.clone(), Arc::new(e.clone()));
+        }
+    }
+    if blocked {
+        let views: Vec<Value> = records.iter().map(|e| end_user_view(a.gov, e)).collect();
+        return Ok(json!({"blocked_users": views}));
+    }
+    let mut still: Vec<String> = a
+        .gov
+        .index
+        .read()
+        .end_users
+        .values()
+        .filter(|e| e.blocked)
+        .map(|e| e.user_id.clone())
+        .collect();
+    still.sort();
+    Ok(json!({"blocked_users": still}))
+}
+
 pub fn delete(a: &Admin, caller: &Caller, o: &Obj) -> Result<Value> {
     require_admin(caller)?;
     let _g = a.gov.admin_lock.lock();

@@ -163,6 +163,14 @@ pub fn routes() -> Router<AppState> {
             .route(&format!("{prefix}/update"), p(customers::update))
             .route(&format!("{prefix}/delete"), p(customers::delete))
             .route(
+                &format!("{prefix}/block"),
+                p(|a, c, o| customers::set_blocked(a, c, o, true)),
+            )
+            .route(
+                &format!("{prefix}/unblock"),
+                p(|a, c, o| customers::set_blocked(a, c, o, false)),
+            )
+            .route(
                 &format!("{prefix}/info"),
                 g(|a, c, m| customers::info(a, c, q(m, "end_user_id").or(q(m, "user_id")))),
             )

@@ -27,11 +27,9 @@ pub(crate) fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<(), A
     if caller.is_admin() {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "auth_error",
-            "Only proxy admins may manage models",
-        ))
+        Err(ApiError::unauthorized(super::common::admin_only_message(
+            &caller,
+        )))
     }
 }
 

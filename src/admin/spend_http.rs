@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -117,15 +117,13 @@ fn err(e: ReportError) -> ApiError {
     }
 }
 
-/// The master key or a proxy admin, else 401/403.
+/// The master key or a proxy admin, else 401 (LiteLLM refuses admin-only routes with 401).
 fn admin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let caller = app.governance.authenticate(crate::auth::api_key(headers))?;
     if !caller.is_admin() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "auth_error",
-            "Only proxy admins can view spend reports",
-        ));
+        return Err(ApiError::unauthorized(super::common::admin_only_message(
+            &caller,
+        )));
     }
     Ok(())
 }

@@ -318,10 +318,20 @@ pub fn info(a: &Admin, caller: &Caller, team_id: Option<&str>) -> Result<Value> 
             .collect();
         (t, keys)
     };
+    // LiteLLM's `/team/info` also lists `team_memberships` (LiteLLM_TeamMembership rows:
+    // user_id, team_id, budget_id, litellm_budget_table); member budgets are not kept here.
+    let memberships: Vec<Value> = members_of(&a.gov.index.read(), &id)
+        .iter()
+        .map(|m| {
+            json!({"user_id": m["user_id"], "team_id": id, "budget_id": null,
+                   "litellm_budget_table": null, "spend": 0.0})
+        })
+        .collect();
     Ok(json!({
         "team_id": id,
         "team_info": team_view(a.gov, &t),
         "keys": keys.iter().map(|k| key_view(a.gov, k)).collect::<Vec<_>>(),
+        "team_memberships": memberships,
     }))
 }
 

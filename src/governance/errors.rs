@@ -15,8 +15,9 @@ pub enum AuthError {
         "Authentication Error - Expired Key. Key Expiry time {expires} and current time {now}"
     )]
     Expired { expires: String, now: String },
-    #[error("Authentication Error, This key has been blocked. Key={0}. Update via `/key/unblock` if you're an admin.")]
-    Blocked(String),
+    /// LiteLLM's exact text (auth_checks / user_api_key_auth); the key is not named.
+    #[error("Authentication Error, Key is blocked. Update via `/key/unblock` if you're an admin.")]
+    Blocked,
     #[error(
         "Authentication Error, Team={0} is blocked. Update via `/team/unblock` if you're an admin."
     )]
@@ -27,8 +28,12 @@ impl AuthError {
     pub fn status(&self) -> StatusCode {
         StatusCode::UNAUTHORIZED
     }
+    /// LiteLLM's `ProxyErrorTypes`: `expired_key` for an expired key, else `auth_error`.
     pub fn kind(&self) -> &'static str {
-        "auth_error"
+        match self {
+            AuthError::Expired { .. } => "expired_key",
+            _ => "auth_error",
+        }
     }
 }
 
@@ -46,7 +51,7 @@ impl BudgetScope {
     pub fn label(self) -> &'static str {
         match self {
             BudgetScope::Key => "Key",
-            BudgetScope::KeyModel => "Key model",
+            BudgetScope::KeyModel => "Key model budget",
             BudgetScope::User => "User",
             BudgetScope::Team => "Team",
             BudgetScope::EndUser => "End user",
@@ -66,7 +71,8 @@ pub enum LimitError {
     KeyGone,
     #[error("Authentication Error, end user {0} is blocked.")]
     EndUserBlocked(String),
-    #[error("Budget has been exceeded! {} budget exceeded for {id}. Current cost: {spend}, Max budget: {max}", scope.label())]
+    /// LiteLLM's shape: `Budget has been exceeded! Key=<alias> Current cost: X, Max budget: Y`.
+    #[error("Budget has been exceeded! {}={id} Current cost: {spend}, Max budget: {max}", scope.label())]
     Budget {
         scope: BudgetScope,
         id: String,

@@ -276,7 +276,7 @@ impl Governance {
             }
         }
         if key.blocked {
-            return Err(AuthError::Blocked(redact(secret)));
+            return Err(AuthError::Blocked);
         }
         if let Some(t) = key.team_id.as_ref().and_then(|t| idx.teams.get(t)) {
             if t.blocked {

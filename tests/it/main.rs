@@ -1,6 +1,7 @@
 //! Integration tests: the real server on a random port against mock upstreams.
 
 mod budgets;
+mod compat;
 mod errors;
 mod fallbacks;
 mod keys;

@@ -107,7 +107,7 @@ async fn spend_reports_need_the_master_key_or_an_admin() {
         assert!(r.body["error"]["message"].is_string(), "{path}: {}", r.text);
         let r = app.get(path, Some(&plain_key)).await;
         assert_eq!(
-            r.status, 403,
+            r.status, 401,
             "a plain virtual key may not read spend: {path}: {}",
             r.text
         );
