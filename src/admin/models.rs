@@ -238,12 +238,14 @@ pub fn delete(app: &App, body: &Value) -> Result<Value, ModelError> {
 }
 
 /// `GET /model/info`: every deployment (config and runtime), keys never shown.
-pub fn info(app: &App, only_id: Option<&str>) -> Value {
+/// `visible` says which model groups the caller may see (all, for admins).
+pub fn info(app: &App, only_id: Option<&str>, visible: &dyn Fn(&str) -> bool) -> Value {
     let data: Vec<Value> = app
         .router
         .deployments()
         .iter()
         .filter(|d| only_id.is_none_or(|id| d.dep.id == id))
+        .filter(|d| visible(&d.dep.model_name))
         .map(|d| deployment_info(d))
         .collect();
     json!({"data": data})

@@ -85,6 +85,19 @@ async fn info(
     headers: HeaderMap,
     Query(q): Query<InfoQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&app, &headers)?;
-    Ok(Json(models::info(&app, q.litellm_model_id.as_deref())))
+    // Like LiteLLM, any key may ask; it sees only the models it may call.
+    let caller = app
+        .governance
+        .authenticate(crate::auth::api_key(&headers))?;
+    let visible = |m: &str| caller.is_admin() || app.governance.can_use_model(&caller, m);
+    let mut out = models::info(&app, q.litellm_model_id.as_deref(), &visible);
+    if !caller.is_admin() {
+        // Where a deployment lives is for admins only.
+        for d in out["data"].as_array_mut().into_iter().flatten() {
+            if let Some(p) = d.get_mut("litellm_params").and_then(Value::as_object_mut) {
+                p.remove("api_base");
+            }
+        }
+    }
+    Ok(Json(out))
 }

@@ -60,6 +60,34 @@ async fn a_model_added_at_runtime_routes_immediately_and_its_key_is_sealed_at_re
         .collect();
     assert_eq!(ids, vec!["rt-1"]);
     assert_eq!(info.body["data"][0]["model_info"]["db_model"], true);
+
+    // Any key may ask, and sees only the models it may call (LiteLLM's /model/info).
+    let limited = app
+        .post(
+            "/key/generate",
+            Some(MASTER_KEY),
+            &json!({"models": ["other-model"]}),
+        )
+        .await;
+    let limited = limited.body["key"].as_str().unwrap().to_owned();
+    let r = app.get("/model/info", Some(&limited)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 0, "{}", r.text);
+    let open = app
+        .post("/key/generate", Some(MASTER_KEY), &json!({}))
+        .await;
+    let r = app
+        .get("/v1/model/info", Some(open.body["key"].as_str().unwrap()))
+        .await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 1, "{}", r.text);
+    assert!(
+        r.body["data"][0]["litellm_params"]
+            .get("api_base")
+            .is_none(),
+        "api_base is for admins: {}",
+        r.text
+    );
+    assert_eq!(app.get("/model/info", None).await.status, 401);
     app.stop().await;
 }
 
