@@ -14,6 +14,8 @@
 #   BENCH_TOOL          force "oha" or "wrk"
 #   BENCH_OUT           also write the raw results as JSON to this path
 #   BENCH_KEEP=1        keep the temp dir (config, logs, raw outputs)
+#   BENCH_KEY=virtual   load the gateway with a virtual key (budget, rpm/tpm and parallel
+#                       limits set high) instead of the master key: the governance path
 #
 # Only 127.0.0.1 is ever contacted, except crates.io / apt when the load tool
 # has to be installed. Layout: gateway on core 0, mock upstream + load tool on
@@ -265,6 +267,8 @@ model_list:
       model: openai/bench
       api_base: http://127.0.0.1:$MPORT/v1
       api_key: sk-x
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
 
 general_settings:
   master_key: $MASTER_KEY
@@ -283,7 +287,21 @@ YAML
   RSS_IDLE=$(rss_kb "$GW_PID")
   log "gateway idle RSS: $RSS_IDLE kB"
   GW_URL="http://127.0.0.1:$GPORT/v1/chat/completions"
-  if ! check_post "$GW_URL" "$BODY" "$MASTER_KEY"; then
+  GW_KEY="$MASTER_KEY"
+  if [[ "${BENCH_KEY:-master}" == virtual ]]; then
+    # Limits far above what the run can reach: every check runs, none refuses.
+    GW_KEY=$(python3 - "http://127.0.0.1:$GPORT/key/generate" "$MASTER_KEY" <<'PY'
+import json, sys, urllib.request
+body = json.dumps({"key_alias": "bench", "max_budget": 1e9, "rpm_limit": 10**9,
+                   "tpm_limit": 10**12, "max_parallel_requests": 100000}).encode()
+req = urllib.request.Request(sys.argv[1], data=body, method="POST", headers={
+    "Authorization": "Bearer " + sys.argv[2], "Content-Type": "application/json"})
+print(json.load(urllib.request.urlopen(req, timeout=10))["key"])
+PY
+) || die "could not create the virtual key"
+    log "using a virtual key (governance path)"
+  fi
+  if ! check_post "$GW_URL" "$BODY" "$GW_KEY"; then
     tail -n 40 "$WORK/gateway.log" >&2 || true
     die "gateway sanity request failed (chat completions through the gateway)"
   fi
@@ -296,12 +314,12 @@ bench_pair() {  # LABEL CONC BODY
   if (( WARMUP > 0 )); then
     run_load "warmup-direct-$label" "$MOCK_URL" "$conc" "$WARMUP" "$body"
     if [[ -n "$GW_URL" ]]; then
-      run_load "warmup-gateway-$label" "$GW_URL" "$conc" "$WARMUP" "$body" "$MASTER_KEY"
+      run_load "warmup-gateway-$label" "$GW_URL" "$conc" "$WARMUP" "$body" "$GW_KEY"
     fi
   fi
   run_load "direct-$label" "$MOCK_URL" "$conc" "$SECONDS_PER_RUN" "$body"
   if [[ -n "$GW_URL" ]]; then
-    run_load "gateway-$label" "$GW_URL" "$conc" "$SECONDS_PER_RUN" "$body" "$MASTER_KEY"
+    run_load "gateway-$label" "$GW_URL" "$conc" "$SECONDS_PER_RUN" "$body" "$GW_KEY"
   fi
   ROWS+=("$label:$conc")
 }
