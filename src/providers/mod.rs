@@ -188,59 +188,53 @@ pub async fn call_stream(ctx: &CallContext<'_>) -> Result<ChunkStream, Error> {
 
 async fn send(ctx: &CallContext<'_>, req: reqwest::RequestBuilder) -> Result<Bytes, Error> {
     let provider = ctx.deployment.provider_name();
-    let work = async {
-        let resp = req
-            .send()
+    within(ctx, async {
+        let resp = send_ok(provider, req).await?;
+        resp.bytes()
             .await
-            .map_err(|e| Error::from_reqwest(provider, e))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| Error::from_reqwest(provider, e))?;
-        if !status.is_success() {
-            return Err(Error::from_status(
-                provider,
-                status.as_u16(),
-                &headers,
-                &bytes,
-            ));
-        }
-        Ok(bytes)
-    };
-    match tokio::time::timeout(ctx.timeout, work).await {
-        Ok(r) => r,
-        Err(_) => Err(Error::timeout(provider, ctx.timeout)),
-    }
+            .map_err(|e| Error::from_reqwest(provider, e))
+    })
+    .await
 }
 
 async fn send_for_stream(
     ctx: &CallContext<'_>,
     req: reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, Error> {
-    let provider = ctx.deployment.provider_name();
-    let work = async {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| Error::from_reqwest(provider, e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let headers = resp.headers().clone();
-            let bytes = resp.bytes().await.unwrap_or_default();
-            return Err(Error::from_status(
-                provider,
-                status.as_u16(),
-                &headers,
-                &bytes,
-            ));
-        }
-        Ok(resp)
-    };
+    within(ctx, send_ok(ctx.deployment.provider_name(), req)).await
+}
+
+/// Sends; a non-2xx answer is read and classified into an `Error`.
+async fn send_ok(
+    provider: &'static str,
+    req: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, Error> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| Error::from_reqwest(provider, e))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    Err(Error::from_status(
+        provider,
+        status.as_u16(),
+        &headers,
+        &bytes,
+    ))
+}
+
+/// Runs `work` within the call's timeout.
+async fn within<T>(
+    ctx: &CallContext<'_>,
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
     match tokio::time::timeout(ctx.timeout, work).await {
         Ok(r) => r,
-        Err(_) => Err(Error::timeout(provider, ctx.timeout)),
+        Err(_) => Err(Error::timeout(ctx.deployment.provider_name(), ctx.timeout)),
     }
 }
 

@@ -12,13 +12,11 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::context::{
-    apply_headers, base_row, call_timeout, fill_usage, record_failure, response_headers, Ctx,
-};
+use super::context::{apply_headers, base_row, fill_usage, record_failure, response_headers, Ctx};
 use super::request::{JsonBody, ProxyRequest};
 use super::{stream, ApiError};
 use crate::governance::{Admission, AdmitRequest};
-use crate::providers::{self, CallContext, CallType, Usage};
+use crate::providers::{self, CallType, Usage};
 use crate::router::{RouteRequest, Routed};
 use crate::spend::cost;
 use crate::state::AppState;
@@ -156,13 +154,7 @@ async fn whole(
             let ctx = ctx.clone();
             async move {
                 let _in_flight = dep.start();
-                let call = CallContext {
-                    http: &ctx.app.http,
-                    deployment: &dep.dep,
-                    call: ctx.req.call,
-                    body: &ctx.body,
-                    timeout: call_timeout(&ctx.app, &dep, false),
-                };
+                let call = ctx.call_context(&dep, false);
                 let t = Instant::now();
                 let r = providers::call(&call).await;
                 if let Ok(c) = &r {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::request::ProxyRequest;
 use super::ApiError;
 use crate::governance::{Admission, Caller};
-use crate::providers::Usage;
+use crate::providers::{CallContext, Usage};
 use crate::router::DeploymentState;
 use crate::spend::SpendRow;
 use crate::state::AppState;
@@ -178,6 +178,21 @@ pub(crate) fn response_headers(
 }
 
 impl Ctx {
+    /// What a provider adapter needs to call `dep` for this request.
+    pub(crate) fn call_context<'a>(
+        &'a self,
+        dep: &'a DeploymentState,
+        stream: bool,
+    ) -> CallContext<'a> {
+        CallContext {
+            http: &self.app.http,
+            deployment: &dep.dep,
+            call: self.req.call,
+            body: &self.body,
+            timeout: call_timeout(&self.app, dep, stream),
+        }
+    }
+
     pub(crate) fn set_upstream_time(&self, d: Duration) {
         self.upstream_us
             .store(d.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);

@@ -12,12 +12,10 @@ use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use super::context::{
-    apply_headers, base_row, call_timeout, fill_usage, record_failure, response_headers, Ctx,
-};
+use super::context::{apply_headers, base_row, fill_usage, record_failure, response_headers, Ctx};
 use super::ApiError;
 use crate::governance::Admission;
-use crate::providers::{self, CallContext, ChunkStream, Error as ProviderError, StreamItem, Usage};
+use crate::providers::{self, ChunkStream, Error as ProviderError, StreamItem, Usage};
 use crate::router::{DeploymentState, InFlight, RouteRequest};
 use crate::spend::cost;
 
@@ -44,14 +42,8 @@ pub(crate) async fn respond(
             let ctx = ctx.clone();
             async move {
                 let in_flight = dep.start();
-                let timeout = call_timeout(&ctx.app, &dep, true);
-                let call = CallContext {
-                    http: &ctx.app.http,
-                    deployment: &dep.dep,
-                    call: ctx.req.call,
-                    body: &ctx.body,
-                    timeout,
-                };
+                let call = ctx.call_context(&dep, true);
+                let timeout = call.timeout;
                 let t = Instant::now();
                 let mut rest = providers::call_stream(&call).await?;
                 let provider = dep.dep.provider_name();
