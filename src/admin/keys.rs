@@ -35,6 +35,13 @@ pub fn resolve(idx: &Index, key: &str) -> Option<String> {
     idx.keys.contains_key(&h).then_some(h)
 }
 
+/// The key record named by `key` (secret or hash) with its hash, or 404.
+fn lookup(idx: &Index, key: &str) -> Result<(String, Arc<KeyRecord>)> {
+    let hash = resolve(idx, key).ok_or_else(|| not_found(key))?;
+    let rec = idx.keys.get(&hash).cloned().ok_or_else(|| not_found(key))?;
+    Ok((hash, rec))
+}
+
 fn not_found(key: &str) -> Error {
     Error::NotFound(format!("Key not found: {}", crate::governance::redact(key)))
 }
@@ -215,12 +222,7 @@ pub fn update(a: &Admin, caller: &Caller, o: &Obj) -> Result<Value> {
     let key = key_param(o)?;
     let (old, new, period_changed) = {
         let idx = a.gov.index.read();
-        let hash = resolve(&idx, &key).ok_or_else(|| not_found(&key))?;
-        let old = idx
-            .keys
-            .get(&hash)
-            .cloned()
-            .ok_or_else(|| not_found(&key))?;
+        let (hash, old) = lookup(&idx, &key)?;
         let mut k = (*old).clone();
         let changed = apply(&idx, &mut k, o)?;
         check_alias(&idx, &k.key_alias, Some(&hash))?;
@@ -368,12 +370,7 @@ pub fn regenerate(a: &Admin, caller: &Caller, path_key: Option<&str>, o: &Obj) -
     };
     let (old, new) = {
         let idx = a.gov.index.read();
-        let hash = resolve(&idx, &key).ok_or_else(|| not_found(&key))?;
-        let old = idx
-            .keys
-            .get(&hash)
-            .cloned()
-            .ok_or_else(|| not_found(&key))?;
+        let (_, old) = lookup(&idx, &key)?;
         let mut k = (*old).clone();
         let mut o = o.clone();
         o.remove("key");

@@ -7,13 +7,7 @@ use crate::support::*;
 
 #[tokio::test]
 async fn every_endpoint_answers_with_and_without_the_v1_prefix() {
-    let up = MockUpstream::openai().await;
-    let app = spawn_app(&config_for(&[(
-        "gpt",
-        "openai/gpt-4o",
-        &format!("{}/v1", up.url()),
-    )]))
-    .await;
+    let (up, app) = spawn_with_openai_gpt().await;
     for prefix in ["", "/v1"] {
         let r = app
             .post(

@@ -6,13 +6,7 @@ use crate::support::*;
 
 #[tokio::test]
 async fn chat_through_openai_rewrites_model_and_sends_bearer_key() {
-    let up = MockUpstream::openai().await;
-    let app = spawn_app(&config_for(&[(
-        "gpt",
-        "openai/gpt-4o",
-        &format!("{}/v1", up.url()),
-    )]))
-    .await;
+    let (up, app) = spawn_with_openai_gpt().await;
     let r = app.chat_body(MASTER_KEY, json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "custom_field": {"x": 1}})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["choices"][0]["message"]["content"], "Hello world");
@@ -31,13 +25,7 @@ async fn chat_through_openai_rewrites_model_and_sends_bearer_key() {
 
 #[tokio::test]
 async fn streaming_forwards_chunks_in_order_and_ends_with_done() {
-    let up = MockUpstream::openai().await;
-    let app = spawn_app(&config_for(&[(
-        "gpt",
-        "openai/gpt-4o",
-        &format!("{}/v1", up.url()),
-    )]))
-    .await;
+    let (up, app) = spawn_with_openai_gpt().await;
     let r = app.chat_body(MASTER_KEY, json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "hi"}]})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.header("content-type"), Some("text/event-stream"));

@@ -69,13 +69,7 @@ async fn an_upstream_that_sends_everything_in_one_burst_is_forwarded_in_order() 
 
 #[tokio::test]
 async fn include_usage_gets_a_usage_chunk_only_when_asked() {
-    let up = MockUpstream::openai().await;
-    let app = spawn_app(&config_for(&[(
-        "gpt",
-        "openai/gpt-4o",
-        &format!("{}/v1", up.url()),
-    )]))
-    .await;
+    let (_up, app) = spawn_with_openai_gpt().await;
     let r = app
         .chat_body(MASTER_KEY, stream_body("gpt", Some(true)))
         .await;

@@ -92,6 +92,14 @@ async fn spawn_with_store(yaml: &str, store: Store) -> TestApp {
     }
 }
 
+/// A mock OpenAI upstream and the gateway with one group `gpt` (→ `openai/gpt-4o`) on it.
+pub async fn spawn_with_openai_gpt() -> (MockUpstream, TestApp) {
+    let up = MockUpstream::openai().await;
+    let base = format!("{}/v1", up.url());
+    let app = spawn_app(&config_for(&[("gpt", "openai/gpt-4o", &base)])).await;
+    (up, app)
+}
+
 /// A config with one deployment per `(model_name, litellm model, api_base)`.
 pub fn config_for(entries: &[(&str, &str, &str)]) -> String {
     let mut y = String::from("model_list:\n");
