@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::DefaultBodyLimit;
 use axum::serve::ListenerExt;
@@ -44,8 +44,6 @@ pub enum StartupError {
     },
     #[error("cannot load runtime models: {0}")]
     Models(String),
-    #[error("cannot build the HTTP client: {0}")]
-    Http(#[from] reqwest::Error),
 }
 
 /// The price table: built-in, then the config's or `--prices` LiteLLM JSON file over it.
@@ -60,19 +58,6 @@ pub fn load_prices(config: &Config, extra: Option<&Path>) -> Result<PriceTable, 
         prices.extend(PriceTable::load_litellm_json(&file)?);
     }
     Ok(prices)
-}
-
-fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .tcp_nodelay(true)
-        // Provider APIs do not redirect; following redirects would only cost time and
-        // could send a key to another host.
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(512)
-        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 /// Builds the state. Must run inside a Tokio runtime (starts the spend writer).
@@ -99,7 +84,7 @@ pub fn build(
         governance.counter_source(),
     );
     let app = App {
-        http: http_client()?,
+        http: crate::providers::HttpClient::new(),
         store,
         router,
         governance,

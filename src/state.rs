@@ -15,7 +15,7 @@ use crate::store::Store;
 /// Everything a request handler can reach.
 pub struct App {
     pub config: Config,
-    pub http: reqwest::Client,
+    pub http: crate::providers::HttpClient,
     pub store: Store,
     pub router: Router,
     pub governance: Governance,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::HeaderMap;
+use http::HeaderMap;
 use serde_json::Value;
 
 /// The error classes LiteLLM's `retry_policy` and `allowed_fails_policy` name.
@@ -99,23 +99,20 @@ impl Error {
         Error::new(ErrorClass::BadRequest, 400, provider, what.to_string())
     }
 
-    pub fn from_reqwest(provider: &'static str, e: reqwest::Error) -> Self {
-        if e.is_timeout() {
-            return Error::new(
-                ErrorClass::Timeout,
-                408,
-                provider,
-                "Request timed out".into(),
-            );
+    /// A transport failure (connect, reset, TLS, broken body): the message walks the
+    /// error's causes, which name what failed but never the URL.
+    pub fn connection(provider: &'static str, e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut message = format!("Connection error: {e}");
+        let mut source = e.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
         }
-        // Never echo the URL: it may carry a query secret on some providers.
-        let e = e.without_url();
-        Error::new(
-            ErrorClass::Connection,
-            500,
-            provider,
-            format!("Connection error: {e}"),
-        )
+        Error::new(ErrorClass::Connection, 500, provider, message)
     }
 
     /// Classifies a non-2xx upstream answer.

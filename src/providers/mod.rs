@@ -7,6 +7,7 @@
 pub mod anthropic;
 pub mod azure;
 pub mod error;
+pub mod http;
 pub mod mock;
 pub mod openai;
 pub mod sse;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use error::{Error, ErrorClass};
+pub use http::{HttpClient, UpstreamRequest, UpstreamResponse};
 pub use stream::{ChunkStream, StreamItem};
 
 use crate::deployment::Deployment;
@@ -142,7 +144,7 @@ impl Completion {
 
 /// Everything an adapter needs to call one deployment.
 pub struct CallContext<'a> {
-    pub http: &'a reqwest::Client,
+    pub http: &'a HttpClient,
     pub deployment: &'a Deployment,
     pub call: CallType,
     /// The client's body; adapters copy what they need and never mutate it.
@@ -186,39 +188,34 @@ pub async fn call_stream(ctx: &CallContext<'_>) -> Result<ChunkStream, Error> {
     }
 }
 
-async fn send(ctx: &CallContext<'_>, req: reqwest::RequestBuilder) -> Result<Bytes, Error> {
+async fn send(ctx: &CallContext<'_>, req: UpstreamRequest) -> Result<Bytes, Error> {
     let provider = ctx.deployment.provider_name();
     within(ctx, async {
-        let resp = send_ok(provider, req).await?;
-        resp.bytes()
-            .await
-            .map_err(|e| Error::from_reqwest(provider, e))
+        send_ok(ctx, provider, req).await?.bytes(provider).await
     })
     .await
 }
 
 async fn send_for_stream(
     ctx: &CallContext<'_>,
-    req: reqwest::RequestBuilder,
-) -> Result<reqwest::Response, Error> {
-    within(ctx, send_ok(ctx.deployment.provider_name(), req)).await
+    req: UpstreamRequest,
+) -> Result<UpstreamResponse, Error> {
+    within(ctx, send_ok(ctx, ctx.deployment.provider_name(), req)).await
 }
 
 /// Sends; a non-2xx answer is read and classified into an `Error`.
 async fn send_ok(
+    ctx: &CallContext<'_>,
     provider: &'static str,
-    req: reqwest::RequestBuilder,
-) -> Result<reqwest::Response, Error> {
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| Error::from_reqwest(provider, e))?;
-    let status = resp.status();
+    req: UpstreamRequest,
+) -> Result<UpstreamResponse, Error> {
+    let resp = ctx.http.send(provider, req).await?;
+    let status = resp.status;
     if status.is_success() {
         return Ok(resp);
     }
-    let headers = resp.headers().clone();
-    let bytes = resp.bytes().await.unwrap_or_default();
+    let headers = resp.headers.clone();
+    let bytes = resp.bytes(provider).await.unwrap_or_default();
     Err(Error::from_status(
         provider,
         status.as_u16(),
@@ -239,12 +236,9 @@ async fn within<T>(
 }
 
 /// Adds the deployment's `extra_headers` to an upstream request.
-pub(crate) fn with_extra_headers(
-    mut req: reqwest::RequestBuilder,
-    dep: &Deployment,
-) -> reqwest::RequestBuilder {
+pub(crate) fn with_extra_headers(mut req: UpstreamRequest, dep: &Deployment) -> UpstreamRequest {
     for (k, v) in &dep.extra_headers {
-        req = req.header(k.as_str(), v.as_str());
+        req = req.header(k, v);
     }
     req
 }

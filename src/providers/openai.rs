@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::stream::{from_sse, Translator};
 use super::{
-    azure, sse::Event, CallContext, CallType, ChunkStream, Completion, Error, StreamItem, Usage,
-    Wire,
+    azure, sse::Event, CallContext, CallType, ChunkStream, Completion, Error, StreamItem,
+    UpstreamRequest, UpstreamResponse, Usage, Wire,
 };
 
 /// Request fields that belong to the gateway (LiteLLM extensions), never sent upstream.
@@ -76,20 +76,24 @@ impl Serialize for UpstreamBody<'_> {
     }
 }
 
-pub fn build(ctx: &CallContext<'_>, stream: bool) -> Result<reqwest::RequestBuilder, Error> {
+pub fn build(ctx: &CallContext<'_>, stream: bool) -> Result<UpstreamRequest, Error> {
     let dep = ctx.deployment;
+    let provider = dep.provider_name();
     let mut req = match dep.wire {
         Wire::Azure => {
             let url = azure::url(dep, ctx.call)?;
-            let mut r = ctx.http.post(url);
+            let mut r = UpstreamRequest::post(provider, &url);
             if let Some(key) = &dep.api_key {
-                r = r.header("api-key", key);
+                r = r.secret_header("api-key", key);
             }
             r
         }
         _ => {
-            let url = format!("{}/{}", dep.api_base, ctx.call.openai_path());
-            let mut r = ctx.http.post(url);
+            let mut url = String::with_capacity(dep.api_base.len() + 20);
+            url.push_str(&dep.api_base);
+            url.push('/');
+            url.push_str(ctx.call.openai_path());
+            let mut r = UpstreamRequest::post(provider, &url);
             if let Some(key) = &dep.api_key {
                 r = r.bearer_auth(key);
             }
@@ -102,23 +106,22 @@ pub fn build(ctx: &CallContext<'_>, stream: bool) -> Result<reqwest::RequestBuil
     req = super::with_extra_headers(req, dep);
     let bytes = serde_json::to_vec(&UpstreamBody { ctx, stream })
         .map_err(|e| Error::invalid_request(dep.provider_name(), e))?;
-    Ok(req
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(bytes))
+    Ok(req.json_body(bytes))
 }
 
-/// Only what the gateway needs from an OpenAI answer; the rest is skipped unparsed.
-#[derive(serde::Deserialize)]
-struct AnswerHead {
-    #[serde(default)]
-    usage: Option<Value>,
-}
-
-/// Checks the answer is a JSON object, reads its usage, and keeps the bytes to forward.
+/// Checks the answer is one JSON object, reads its top-level `usage`, and keeps the bytes
+/// to forward. Only `usage` is parsed: the rest is scanned for structure, not decoded,
+/// because every answer passes here and a full parse costs more than the scan.
 pub fn parse(_call: CallType, bytes: Bytes) -> Result<Completion, Error> {
-    let head: AnswerHead =
-        serde_json::from_slice(&bytes).map_err(|e| Error::bad_response("openai", e))?;
-    let usage = head.usage.as_ref().and_then(Usage::from_openai);
+    let usage = match top_level_value(&bytes, b"usage") {
+        Ok(Some(raw)) => {
+            let v: Value =
+                serde_json::from_slice(raw).map_err(|e| Error::bad_response("openai", e))?;
+            Usage::from_openai(&v)
+        }
+        Ok(None) => None,
+        Err(what) => return Err(Error::bad_response("openai", what)),
+    };
     Ok(Completion {
         body: Value::Null,
         raw: Some(bytes),
@@ -126,7 +129,84 @@ pub fn parse(_call: CallType, bytes: Bytes) -> Result<Completion, Error> {
     })
 }
 
-pub fn stream(resp: reqwest::Response) -> ChunkStream {
+/// The raw bytes of the value of `key` in the top-level JSON object `doc`, if present.
+/// Fails when `doc` is not one balanced object (strings and escapes honoured), so
+/// truncated or non-JSON answers are refused instead of forwarded.
+fn top_level_value<'a>(doc: &'a [u8], key: &[u8]) -> Result<Option<&'a [u8]>, &'static str> {
+    let start = doc
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .ok_or("empty answer")?;
+    if doc[start] != b'{' {
+        return Err("the answer is not a JSON object");
+    }
+    let mut depth = 0usize;
+    let mut i = start;
+    let mut found: Option<&[u8]> = None;
+    // Start of the value being scanned at depth 1 when it belongs to `key`.
+    let mut value_start: Option<usize> = None;
+    let mut expect_key = false;
+    while i < doc.len() {
+        match doc[i] {
+            b'"' => {
+                let s = i + 1;
+                i = s;
+                while i < doc.len() && doc[i] != b'"' {
+                    i += if doc[i] == b'\\' { 2 } else { 1 };
+                }
+                if i >= doc.len() {
+                    return Err("unterminated string in the answer");
+                }
+                if depth == 1 && expect_key {
+                    expect_key = false;
+                    let mut j = i + 1;
+                    while j < doc.len() && doc[j].is_ascii_whitespace() {
+                        j += 1;
+                    }
+                    if doc.get(j) != Some(&b':') {
+                        return Err("a key without a value in the answer");
+                    }
+                    if &doc[s..i] == key {
+                        value_start = Some(j + 1);
+                    }
+                    i = j;
+                }
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                if depth == 1 {
+                    if let Some(v) = value_start.take() {
+                        found = Some(&doc[v..i]);
+                    }
+                }
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or("unbalanced brackets in the answer")?;
+                if depth == 0 {
+                    let rest = &doc[i + 1..];
+                    if !rest.iter().all(u8::is_ascii_whitespace) {
+                        return Err("trailing data after the answer");
+                    }
+                    return Ok(found);
+                }
+            }
+            b',' if depth == 1 => {
+                if let Some(v) = value_start.take() {
+                    found = Some(&doc[v..i]);
+                }
+                expect_key = true;
+            }
+            _ => {}
+        }
+        if depth == 1 && doc[i] == b'{' && i == start {
+            expect_key = true;
+        }
+        i += 1;
+    }
+    Err("the answer ends before its closing brace")
+}
+
+pub fn stream(resp: UpstreamResponse) -> ChunkStream {
     from_sse("openai", resp, PassThrough)
 }
 
@@ -196,7 +276,7 @@ mod tests {
             "model": "alias", "messages": [], "top_p": 0.5, "metadata": {"tags": ["t"]},
             "fallbacks": ["x"], "stream": true, "stream_options": {"other": 1}, "custom": {"a": 1}
         });
-        let http = reqwest::Client::new();
+        let http = crate::providers::HttpClient::new();
         let ctx = CallContext {
             http: &http,
             deployment: &dep,
@@ -232,6 +312,39 @@ mod tests {
             "a non-stream call passes the client's fields as they are"
         );
         assert!(out.get("metadata").is_none());
+    }
+
+    #[test]
+    fn answer_scan_reads_top_level_usage_only_and_refuses_broken_json() {
+        let usage_of =
+            |doc: &str| parse(CallType::Chat, Bytes::from(doc.to_owned())).map(|c| c.usage);
+        let u = usage_of(
+            r#" {"id":"x","choices":[{"message":{"content":"a \"usage\": {} } ]","usage":{"prompt_tokens":99}}}],
+               "usage" : {"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}, "z":[1,{"a":"}"}]} "#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (7, 3));
+        let u = usage_of(r#"{"usage":{"prompt_tokens":1,"completion_tokens":2}}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (1, 2));
+        assert_eq!(usage_of(r#"{"id":"x","choices":[]}"#).unwrap(), None);
+        assert_eq!(usage_of(r#"{"usage":null}"#).unwrap(), None);
+        for bad in [
+            "",
+            "not json",
+            "[1,2]",
+            r#"{"id":"x","#,
+            r#"{"id":"x"}}"#,
+            r#"{"id":"x"} trailing"#,
+            r#"{"id":"unterminated}"#,
+            r#"{"usage":{"prompt_tokens":}}"#,
+            r#"{"id" 1}"#,
+        ] {
+            let e = usage_of(bad).unwrap_err();
+            assert_eq!(e.status, 502, "{bad:?} must be refused");
+        }
     }
 
     fn ev(data: &str) -> Event {

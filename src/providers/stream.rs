@@ -34,11 +34,11 @@ pub trait Translator: Send + 'static {
 /// the upstream response, which closes the upstream connection (cancellation).
 pub fn from_sse<T: Translator>(
     provider: &'static str,
-    resp: reqwest::Response,
+    resp: super::UpstreamResponse,
     translator: T,
 ) -> ChunkStream {
     struct State<T> {
-        body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+        body: Pin<Box<dyn Stream<Item = Result<Bytes, hyper::Error>> + Send>>,
         parser: Parser,
         translator: T,
         pending: std::collections::VecDeque<StreamItem>,
@@ -71,7 +71,7 @@ pub fn from_sse<T: Translator>(
                     Some(Ok(bytes)) => st.parser.push(&bytes),
                     Some(Err(e)) => {
                         st.done = true;
-                        st.error = Some(Error::from_reqwest(provider, e));
+                        st.error = Some(Error::connection(provider, &e));
                         continue;
                     }
                     None => {

@@ -62,7 +62,7 @@ pub(crate) fn base_row(
             .map(|d| d.dep.model_name.clone())
             .unwrap_or_else(|| ctx.req.model.clone()),
         model_id: dep.map(|d| d.dep.id.clone()).unwrap_or_default(),
-        api_base: dep.map(|d| d.dep.public_api_base()).unwrap_or_default(),
+        api_base: dep.map(|d| d.public_api_base.clone()).unwrap_or_default(),
         custom_llm_provider: dep.map(|d| d.dep.provider.clone()).unwrap_or_default(),
         start_time: ctx
             .started_at
@@ -127,54 +127,58 @@ pub(crate) fn response_headers(
     fallbacks: u32,
     cost: f64,
     admission: &Admission,
-) -> Vec<(HeaderName, String)> {
+) -> Vec<(HeaderName, HeaderValue)> {
     let total_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
-    let mut h: Vec<(HeaderName, String)> = vec![
-        (
-            HeaderName::from_static("x-litellm-call-id"),
-            ctx.request_id.clone(),
-        ),
-        (
-            HeaderName::from_static("x-litellm-response-cost"),
-            format!("{cost}"),
-        ),
-        (
-            HeaderName::from_static("x-litellm-model-id"),
-            dep.dep.id.clone(),
-        ),
-        (
-            HeaderName::from_static("x-litellm-model-api-base"),
-            dep.dep.public_api_base(),
-        ),
-        (
-            HeaderName::from_static("x-litellm-model-group"),
-            dep.dep.model_name.clone(),
-        ),
-        (
-            HeaderName::from_static("x-litellm-attempted-retries"),
-            retries.to_string(),
-        ),
-        (
-            HeaderName::from_static("x-litellm-attempted-fallbacks"),
-            fallbacks.to_string(),
-        ),
-        (
-            HeaderName::from_static("x-litellm-response-duration-ms"),
-            format!("{total_ms:.3}"),
-        ),
-        (
-            HeaderName::from_static("x-litellm-version"),
-            env!("CARGO_PKG_VERSION").into(),
-        ),
-    ];
-    h.push((
-        HeaderName::from_static("x-litellm-overhead-duration-ms"),
-        format!("{:.3}", ctx.overhead_ms()),
-    ));
+    let fixed = &dep.fixed_headers;
+    let mut h: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(12 + admission.headers().len());
+    let mut push = |name: &'static str, value: Option<HeaderValue>| {
+        if let Some(value) = value {
+            h.push((HeaderName::from_static(name), value));
+        }
+    };
+    push(
+        "x-litellm-call-id",
+        HeaderValue::from_str(&ctx.request_id).ok(),
+    );
+    push("x-litellm-response-cost", float_header(cost, None));
+    push("x-litellm-model-id", fixed.model_id.clone());
+    push("x-litellm-model-api-base", fixed.model_api_base.clone());
+    push("x-litellm-model-group", fixed.model_group.clone());
+    push(
+        "x-litellm-attempted-retries",
+        Some(HeaderValue::from(retries)),
+    );
+    push(
+        "x-litellm-attempted-fallbacks",
+        Some(HeaderValue::from(fallbacks)),
+    );
+    push(
+        "x-litellm-response-duration-ms",
+        float_header(total_ms, Some(3)),
+    );
+    push(
+        "x-litellm-version",
+        Some(HeaderValue::from_static(env!("CARGO_PKG_VERSION"))),
+    );
+    push(
+        "x-litellm-overhead-duration-ms",
+        float_header(ctx.overhead_ms(), Some(3)),
+    );
     for (k, v) in admission.headers() {
-        h.push((HeaderName::from_static(k), v.clone()));
+        push(k, HeaderValue::from_str(v).ok());
     }
     h
+}
+
+/// A float as a header value: shortest round-trip form, or with `decimals` places.
+fn float_header(v: f64, decimals: Option<usize>) -> Option<HeaderValue> {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(24);
+    let _ = match decimals {
+        Some(d) => write!(s, "{v:.d$}"),
+        None => write!(s, "{v}"),
+    };
+    HeaderValue::from_str(&s).ok()
 }
 
 impl Ctx {
@@ -205,10 +209,10 @@ impl Ctx {
     }
 }
 
-pub(crate) fn apply_headers(resp: &mut Response, headers: Vec<(HeaderName, String)>) {
+pub(crate) fn apply_headers(resp: &mut Response, headers: Vec<(HeaderName, HeaderValue)>) {
+    let map = resp.headers_mut();
+    map.reserve(headers.len());
     for (k, v) in headers {
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            resp.headers_mut().insert(k, v);
-        }
+        map.insert(k, v);
     }
 }

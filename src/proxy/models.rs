@@ -122,7 +122,7 @@ pub async fn health(
                 "model": format!("{}/{}", d.dep.provider, d.dep.upstream_model),
                 "model_name": d.dep.model_name,
                 "model_id": d.dep.id,
-                "api_base": d.dep.public_api_base(),
+                "api_base": d.public_api_base,
                 "latency_ms": t.elapsed().as_millis() as u64,
                 "state": d.snapshot(),
             });

@@ -1,6 +1,7 @@
 //! Live per-deployment state: requests in flight, latency (peak-EWMA), usage in the
 //! current minute, recent failures and cooldown.
 
+use http::HeaderValue;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,8 +24,25 @@ pub struct DeploymentState {
     pub context_window: Option<u64>,
     /// The deployment's price (table + overrides), for cost and cost-based routing.
     pub price: Option<ModelPrice>,
+    /// `api_base` without credentials or query, as logs and headers show it.
+    pub public_api_base: String,
+    /// LiteLLM's per-deployment response headers, built once rather than per request.
+    pub fixed_headers: FixedHeaders,
     in_flight: AtomicU64,
     inner: Mutex<Live>,
+}
+
+/// `x-litellm-model-id`, `-model-api-base` and `-model-group` of one deployment; `None`
+/// where the text cannot be a header value (the header is then left out).
+#[derive(Debug, Clone)]
+pub struct FixedHeaders {
+    pub model_id: Option<HeaderValue>,
+    pub model_api_base: Option<HeaderValue>,
+    pub model_group: Option<HeaderValue>,
+}
+
+fn header_value(text: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(text).ok()
 }
 
 #[derive(Debug, Default)]
@@ -100,10 +118,18 @@ impl DeploymentState {
         let context_window = dep
             .context_window_override()
             .or(price.as_ref().and_then(|p| p.max_input_tokens));
+        let public_api_base = dep.public_api_base();
+        let fixed_headers = FixedHeaders {
+            model_id: header_value(&dep.id),
+            model_api_base: header_value(&public_api_base),
+            model_group: header_value(&dep.model_name),
+        };
         Arc::new(DeploymentState {
             dep,
             context_window,
             price,
+            public_api_base,
+            fixed_headers,
             in_flight: AtomicU64::new(0),
             inner: Mutex::new(Live::default()),
         })

@@ -12,7 +12,7 @@ pub use response::parse;
 use response::str_field;
 pub use stream::stream;
 
-use super::{CallContext, CallType, Error};
+use super::{CallContext, CallType, Error, UpstreamRequest};
 use crate::deployment::Deployment;
 
 const PROVIDER: &str = "anthropic";
@@ -23,7 +23,7 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 /// Sampling fields Anthropic accepts that the body or the deployment defaults may set.
 const SAMPLING_FIELDS: &[&str] = &["temperature", "top_p", "top_k"];
 
-pub fn build(ctx: &CallContext<'_>, stream: bool) -> Result<reqwest::RequestBuilder, Error> {
+pub fn build(ctx: &CallContext<'_>, stream: bool) -> Result<UpstreamRequest, Error> {
     let what = match ctx.call {
         CallType::Chat => None,
         CallType::Completion => Some("text completions are"),
@@ -37,9 +37,9 @@ pub fn build(ctx: &CallContext<'_>, stream: bool) -> Result<reqwest::RequestBuil
     }
     let dep = ctx.deployment;
     let body = messages_body(ctx.body, dep, stream)?;
-    let mut req = ctx.http.post(messages_url(&dep.api_base));
+    let mut req = UpstreamRequest::post(PROVIDER, &messages_url(&dep.api_base));
     if let Some(key) = &dep.api_key {
-        req = req.header("x-api-key", key);
+        req = req.secret_header("x-api-key", key);
     }
     let version_overridden = dep
         .extra_headers
@@ -50,9 +50,7 @@ pub fn build(ctx: &CallContext<'_>, stream: bool) -> Result<reqwest::RequestBuil
     }
     req = super::with_extra_headers(req, dep);
     let bytes = serde_json::to_vec(&body).map_err(|e| Error::invalid_request(PROVIDER, e))?;
-    Ok(req
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(bytes))
+    Ok(req.json_body(bytes))
 }
 
 /// `{api_base}/v1/messages`, without doubling a `/v1` the base already ends with.

@@ -9,7 +9,7 @@ use crate::providers::sse::Event;
 use crate::providers::stream::{from_sse, Translator};
 use crate::providers::{CallContext, ChunkStream, Error, StreamItem};
 
-pub fn stream(ctx: &CallContext<'_>, resp: reqwest::Response) -> ChunkStream {
+pub fn stream(ctx: &CallContext<'_>, resp: super::super::UpstreamResponse) -> ChunkStream {
     super::stream::from_sse(
         PROVIDER,
         resp,

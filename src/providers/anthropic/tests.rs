@@ -22,7 +22,7 @@ fn with_ctx<R>(
     body: &Value,
     f: impl FnOnce(&CallContext<'_>) -> R,
 ) -> R {
-    let http = reqwest::Client::new();
+    let http = crate::providers::HttpClient::new();
     let timeout = Duration::from_secs(5);
     f(&CallContext {
         http: &http,
@@ -33,14 +33,12 @@ fn with_ctx<R>(
     })
 }
 
-fn build_with(dep: &Deployment, call: CallType, body: Value, stream: bool) -> reqwest::Request {
-    with_ctx(dep, call, &body, |c| {
-        build(c, stream).unwrap().build().unwrap()
-    })
+fn build_with(dep: &Deployment, call: CallType, body: Value, stream: bool) -> UpstreamRequest {
+    with_ctx(dep, call, &body, |c| build(c, stream).unwrap())
 }
 
-fn sent_body(req: &reqwest::Request) -> Value {
-    serde_json::from_slice(req.body().unwrap().as_bytes().unwrap()).unwrap()
+fn sent_body(req: &UpstreamRequest) -> Value {
+    serde_json::from_slice(req.body()).unwrap()
 }
 
 fn translate(body: Value) -> Value {
@@ -63,7 +61,10 @@ fn request_goes_to_v1_messages_with_anthropic_headers() {
     dep.extra_headers = vec![("anthropic-beta".into(), "prompt-caching".into())];
     let body = json!({"model":"claude","messages":[{"role":"user","content":"hi"}]});
     let req = build_with(&dep, CallType::Chat, body.clone(), true);
-    assert_eq!(req.url().as_str(), "https://api.anthropic.com/v1/messages");
+    assert_eq!(
+        req.uri().to_string(),
+        "https://api.anthropic.com/v1/messages"
+    );
     let h = req.headers();
     assert_eq!(h["x-api-key"], "sk-ant-test");
     assert_eq!(h["anthropic-version"], "2023-06-01");
@@ -74,7 +75,7 @@ fn request_goes_to_v1_messages_with_anthropic_headers() {
     dep.api_base = "https://proxy.example.com/anthropic/v1".into();
     let req = build_with(&dep, CallType::Chat, body, false);
     assert_eq!(
-        req.url().as_str(),
+        req.uri().to_string(),
         "https://proxy.example.com/anthropic/v1/messages"
     );
 }

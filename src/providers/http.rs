@@ -1,0 +1,207 @@
+//! The upstream HTTP client: one pooled hyper client (rustls, HTTP/1.1 and HTTP/2 by
+//! ALPN, TCP_NODELAY, no redirects) and the request/response types adapters use.
+//!
+//! Bare hyper rather than reqwest: on the proxy's hot path reqwest's URL parsing, redirect
+//! and retry layers cost several microseconds a request (see bench/RESULTS.md), and the
+//! gateway needs none of them: URLs come from the config, providers never redirect, and
+//! retries belong to the router.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderMap, Method, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::Error;
+
+const USER_AGENT_VALUE: &str = concat!("switchyard/", env!("CARGO_PKG_VERSION"));
+
+/// The pooled client every upstream call goes through. Cheap to clone.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl HttpClient {
+    pub fn new() -> HttpClient {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        // Without it every request written in two pieces waits for a delayed ACK.
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
+        let inner = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(512)
+            .build(https);
+        HttpClient { inner }
+    }
+
+    /// Sends `req`; a transport failure becomes a connection error of `provider`.
+    pub async fn send(
+        &self,
+        provider: &'static str,
+        req: UpstreamRequest,
+    ) -> Result<UpstreamResponse, Error> {
+        if let Some(e) = req.error {
+            return Err(e);
+        }
+        let mut builder = hyper::Request::builder().method(Method::POST).uri(req.uri);
+        if let Some(headers) = builder.headers_mut() {
+            *headers = req.headers;
+            headers
+                .entry(USER_AGENT)
+                .or_insert(HeaderValue::from_static(USER_AGENT_VALUE));
+        }
+        let request = builder
+            .body(Full::new(req.body))
+            .map_err(|e| Error::invalid_request(provider, e))?;
+        let resp = self
+            .inner
+            .request(request)
+            .await
+            .map_err(|e| Error::connection(provider, &e))?;
+        let (parts, body) = resp.into_parts();
+        Ok(UpstreamResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        HttpClient::new()
+    }
+}
+
+/// A POST to an upstream, built by an adapter. A bad URL or header value is kept and
+/// reported by [`HttpClient::send`], so building reads as one chain. `Debug` shows
+/// secret headers as `Sensitive`.
+#[derive(Debug)]
+pub struct UpstreamRequest {
+    provider: &'static str,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    error: Option<Error>,
+}
+
+impl UpstreamRequest {
+    pub fn post(provider: &'static str, url: &str) -> UpstreamRequest {
+        let (uri, error) = match Uri::try_from(url) {
+            Ok(uri) if uri.scheme().is_some() && uri.authority().is_some() => (uri, None),
+            // Never echo the URL: some providers carry a secret in its query.
+            _ => (
+                Uri::default(),
+                Some(Error::invalid_request(
+                    provider,
+                    "the deployment's api_base is not a valid http(s) URL",
+                )),
+            ),
+        };
+        UpstreamRequest {
+            provider,
+            uri,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            error,
+        }
+    }
+
+    /// Adds a header (appends, like reqwest: repeated names are all sent).
+    pub fn header(self, name: &str, value: &str) -> UpstreamRequest {
+        self.header_inner(name, value, false)
+    }
+
+    /// Adds a header that carries a secret: marked sensitive so it is never logged.
+    pub fn secret_header(self, name: &str, value: &str) -> UpstreamRequest {
+        self.header_inner(name, value, true)
+    }
+
+    pub fn bearer_auth(self, key: &str) -> UpstreamRequest {
+        let mut value = String::with_capacity(key.len() + 7);
+        value.push_str("Bearer ");
+        value.push_str(key);
+        self.header_inner(AUTHORIZATION.as_str(), &value, true)
+    }
+
+    /// Sets a JSON body and its content type.
+    pub fn json_body(mut self, body: Vec<u8>) -> UpstreamRequest {
+        self.headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.body = Bytes::from(body);
+        self
+    }
+
+    fn header_inner(mut self, name: &str, value: &str, sensitive: bool) -> UpstreamRequest {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(name), Ok(mut value)) => {
+                value.set_sensitive(sensitive);
+                self.headers.append(name, value);
+            }
+            _ => {
+                // Name the header, never the value (it may be a key).
+                self.error.get_or_insert(Error::invalid_request(
+                    self.provider,
+                    format!("header {name:?} has a name or value that HTTP cannot carry"),
+                ));
+            }
+        }
+        self
+    }
+
+    #[cfg(test)]
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    #[cfg(test)]
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    #[cfg(test)]
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+/// An upstream's answer: status and headers read, body still on the wire.
+pub struct UpstreamResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    body: Incoming,
+}
+
+impl UpstreamResponse {
+    /// Reads the whole body.
+    pub async fn bytes(self, provider: &'static str) -> Result<Bytes, Error> {
+        self.body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .map_err(|e| Error::connection(provider, &e))
+    }
+
+    /// The body as it arrives. Dropping the stream closes the upstream connection.
+    pub fn bytes_stream(self) -> impl Stream<Item = Result<Bytes, hyper::Error>> + Send {
+        self.body.into_data_stream()
+    }
+}
