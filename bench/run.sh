@@ -16,6 +16,8 @@
 #   BENCH_KEEP=1        keep the temp dir (config, logs, raw outputs)
 #   BENCH_KEY=virtual   load the gateway with a virtual key (budget, rpm/tpm and parallel
 #                       limits set high) instead of the master key: the governance path
+#   BENCH_BASELINE=0    skip the yardstick: a bare hyper pass-through proxy
+#                       (bench/baseline-proxy) on the gateway's core, run like the gateway
 #
 # Only 127.0.0.1 is ever contacted, except crates.io / apt when the load tool
 # has to be installed. Layout: gateway on core 0, mock upstream + load tool on
@@ -33,6 +35,8 @@ BODY='{"model":"bench","messages":[{"role":"user","content":"hi"}]}'
 STREAM_BODY='{"model":"bench","messages":[{"role":"user","content":"hi"}],"stream":true}'
 TOOLS_DIR="$BENCH_DIR/.tools"
 MOCK_BIN="$BENCH_DIR/mock-upstream/target/release/mock-upstream"
+BASE_BIN="$BENCH_DIR/baseline-proxy/target/release/baseline-proxy"
+BASELINE="${BENCH_BASELINE:-1}"
 GW_BIN="$ROOT/target/release/switchyard"
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -136,6 +140,11 @@ if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
   log "building mock upstream (release)"
   cargo build --release --quiet --manifest-path "$BENCH_DIR/mock-upstream/Cargo.toml" \
     || die "mock upstream build failed"
+  if [[ "$BASELINE" == 1 ]]; then
+    log "building baseline proxy (release)"
+    cargo build --release --quiet --manifest-path "$BENCH_DIR/baseline-proxy/Cargo.toml" \
+      || die "baseline proxy build failed"
+  fi
   if [[ "${BENCH_DIRECT_ONLY:-0}" != 1 ]]; then
     log "building switchyard (release)"
     (cd "$ROOT" && cargo build --release --quiet) || die "switchyard build failed"
@@ -255,6 +264,18 @@ wait_http_200 "http://127.0.0.1:$MPORT/health" "$MOCK_PID" 15 || { cat "$WORK/mo
 MOCK_URL="http://127.0.0.1:$MPORT/v1/chat/completions"
 check_post "$MOCK_URL" "$BODY" || die "mock upstream sanity request failed"
 
+BASE_URL=""
+if [[ "$BASELINE" == 1 ]]; then
+  [[ -x "$BASE_BIN" ]] || die "missing $BASE_BIN"
+  BPORT="$(free_port)"
+  log "starting baseline proxy on 127.0.0.1:$BPORT (${PIN_GW[*]:-unpinned})"
+  "${PIN_GW[@]}" "$BASE_BIN" --port "$BPORT" --upstream "127.0.0.1:$MPORT" >"$WORK/baseline.log" 2>&1 &
+  PIDS+=("$!")
+  BASE_URL="http://127.0.0.1:$BPORT/v1/chat/completions"
+  for _ in $(seq 50); do check_post "$BASE_URL" "$BODY" 2>/dev/null && break; sleep 0.1; done
+  check_post "$BASE_URL" "$BODY" || die "baseline proxy sanity request failed"
+fi
+
 GW_URL=""; GW_PID=""; RSS_IDLE=0; RSS_AFTER=0
 if [[ "${BENCH_DIRECT_ONLY:-0}" != 1 ]]; then
   GPORT="${BENCH_GATEWAY_PORT:-$(free_port)}"
@@ -318,6 +339,10 @@ bench_pair() {  # LABEL CONC BODY
     fi
   fi
   run_load "direct-$label" "$MOCK_URL" "$conc" "$SECONDS_PER_RUN" "$body"
+  if [[ -n "$BASE_URL" ]]; then
+    (( WARMUP > 0 )) && run_load "warmup-baseline-$label" "$BASE_URL" "$conc" "$WARMUP" "$body"
+    run_load "baseline-$label" "$BASE_URL" "$conc" "$SECONDS_PER_RUN" "$body"
+  fi
   if [[ -n "$GW_URL" ]]; then
     run_load "gateway-$label" "$GW_URL" "$conc" "$SECONDS_PER_RUN" "$body" "$GW_KEY"
   fi
@@ -344,12 +369,15 @@ def load(name):
 def f(v, fmt):
     return "-" if v is None else format(v, fmt)
 hdr = ["run", "conc", "direct rps", "gw rps", "ratio",
-       "direct p50", "direct p99", "gw p50", "gw p99", "added p50", "added p99", "failed d/gw"]
+       "direct p50", "direct p99", "gw p50", "gw p99", "added p50", "added p99", "failed d/gw",
+       "base rps", "base ratio", "base +p50", "base +p99"]
 lines, raw = [], {}
 for r in rows:
     label, conc = r.split(":")
     d, g = load("direct-" + label), load("gateway-" + label)
-    raw[label] = {"concurrency": int(conc), "direct": d, "gateway": g}
+    b = load("baseline-" + label)
+    raw[label] = {"concurrency": int(conc), "direct": d, "gateway": g, "baseline": b}
+    bratio = b["rps"] / d["rps"] if b and d and d["rps"] else None
     ratio = g["rps"] / d["rps"] if g and d and d["rps"] else None
     add50 = g["p50_ms"] - d["p50_ms"] if g and d else None
     add99 = g["p99_ms"] - d["p99_ms"] if g and d else None
@@ -358,7 +386,10 @@ for r in rows:
                   f(d and d["p50_ms"], ".3f"), f(d and d["p99_ms"], ".3f"),
                   f(g and g["p50_ms"], ".3f"), f(g and g["p99_ms"], ".3f"),
                   f(add50, "+.3f"), f(add99, "+.3f"),
-                  "%s/%s" % (d["failed"] if d else "-", g["failed"] if g else "-")])
+                  "%s/%s" % (d["failed"] if d else "-", g["failed"] if g else "-"),
+                  f(b and b["rps"], ".0f"), f(bratio, ".2f"),
+                  f(b and d and b["p50_ms"] - d["p50_ms"], "+.3f"),
+                  f(b and d and b["p99_ms"] - d["p99_ms"], "+.3f")])
 w = [max(len(str(x)) for x in col) for col in zip(hdr, *lines)]
 print()
 print("Switchyard overhead benchmark  (tool: %s, %s s per run, latencies in ms)" % (tool, secs))

@@ -30,6 +30,10 @@ struct Cli {
     /// A price file in LiteLLM's JSON format, loaded over the built-in prices.
     #[arg(long, env = "SWITCHYARD_PRICES")]
     prices: Option<PathBuf>,
+    /// Threads serving requests (LiteLLM's `--num_workers`); default: the CPUs this
+    /// process may run on. With one, the gateway runs a single-threaded runtime.
+    #[arg(long, alias = "num_workers", env = "SWITCHYARD_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    num_workers: Option<u16>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -71,10 +75,20 @@ fn main() -> ExitCode {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let workers = cli.num_workers.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    // On one core a work-stealing scheduler only adds cross-thread hand-offs: the
+    // single-threaded runtime serves the same load with about a quarter less CPU a
+    // request (bench/RESULTS.md). Blocking work (redb commits) still gets its own threads.
+    let mut builder = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

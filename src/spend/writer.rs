@@ -1,12 +1,16 @@
-//! The background spend writer: the hot path hands rows over a channel and never waits;
-//! this task commits them in batches (one redb transaction per interval) together with
-//! their daily aggregates and the current budget counters, and drains on shutdown.
+//! The background spend writer: the hot path pushes rows onto a shared buffer and never
+//! waits; this task takes the buffer in batches (one redb transaction per interval)
+//! together with their daily aggregates and the current budget counters, and drains on
+//! shutdown. Pushing wakes nobody until a batch is full: a wake-up per request would
+//! cost the hot path more than the push itself.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{error, warn};
 
 use super::log::{DailyAggregate, SpendRow};
@@ -22,16 +26,25 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 pub type CounterSource = Arc<dyn Fn() -> Vec<(String, Vec<u8>)> + Send + Sync>;
 
 enum Msg {
-    Row(Box<SpendRow>),
     Flush(oneshot::Sender<()>),
     /// Commit everything and stop (shutdown).
     Close,
 }
 
-/// Cheap to clone; sending never blocks.
+/// Rows recorded and not yet taken by the writer, in the order they were recorded.
+#[derive(Default)]
+struct Pending {
+    rows: Mutex<Vec<SpendRow>>,
+    /// Set once the writer has stopped: later rows are dropped (and logged).
+    stopped: AtomicBool,
+    full: Notify,
+}
+
+/// Cheap to clone; recording never blocks on I/O (one short lock, no wake-up).
 #[derive(Clone)]
 pub struct SpendWriter {
     tx: mpsc::UnboundedSender<Msg>,
+    pending: Arc<Pending>,
 }
 
 impl SpendWriter {
@@ -44,14 +57,31 @@ impl SpendWriter {
         counters: CounterSource,
     ) -> (SpendWriter, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let handle = tokio::spawn(run(store, rx, interval, retention, counters));
-        (SpendWriter { tx }, handle)
+        let pending = Arc::new(Pending::default());
+        let handle = tokio::spawn(run(
+            store,
+            rx,
+            pending.clone(),
+            interval,
+            retention,
+            counters,
+        ));
+        (SpendWriter { tx, pending }, handle)
     }
 
     /// Queues a row. Never waits.
     pub fn record(&self, row: SpendRow) {
-        if self.tx.send(Msg::Row(Box::new(row))).is_err() {
+        if self.pending.stopped.load(Ordering::Acquire) {
             error!("spend writer has stopped; a spend row was dropped");
+            return;
+        }
+        let queued = {
+            let mut rows = self.pending.rows.lock();
+            rows.push(row);
+            rows.len()
+        };
+        if queued == MAX_BATCH {
+            self.pending.full.notify_one();
         }
     }
 
@@ -73,27 +103,26 @@ impl SpendWriter {
 async fn run(
     store: Store,
     mut rx: mpsc::UnboundedReceiver<Msg>,
+    pending: Arc<Pending>,
     interval: Duration,
     retention: Option<Duration>,
     counters: CounterSource,
 ) {
-    let mut rows: Vec<SpendRow> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut last_commit = tokio::time::Instant::now();
     let mut last_prune: Option<std::time::Instant> = None;
     loop {
         let mut closed = tokio::select! {
             msg = rx.recv() => match msg {
-                Some(Msg::Row(r)) => { rows.push(*r); false }
                 Some(Msg::Flush(w)) => { waiters.push(w); false }
                 Some(Msg::Close) | None => true,
             },
+            _ = pending.full.notified() => false,
             _ = tokio::time::sleep_until(last_commit + interval) => false,
         };
-        // Take whatever else is already queued without waiting.
-        while rows.len() < MAX_BATCH {
+        // Take whatever else is already asked without waiting.
+        loop {
             match rx.try_recv() {
-                Ok(Msg::Row(r)) => rows.push(*r),
                 Ok(Msg::Flush(w)) => waiters.push(w),
                 Ok(Msg::Close) => {
                     closed = true;
@@ -102,12 +131,29 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let due = closed
-            || !waiters.is_empty()
-            || rows.len() >= MAX_BATCH
-            || last_commit.elapsed() >= interval;
+        if closed {
+            // Rows recorded from now on are refused; those before are committed below.
+            pending.stopped.store(true, Ordering::Release);
+        }
+        let full = pending.rows.lock().len() >= MAX_BATCH;
+        let due = closed || full || !waiters.is_empty() || last_commit.elapsed() >= interval;
         if due {
-            commit(&store, &mut rows, &counters).await;
+            // Every row recorded before a flush or close was asked is in the buffer now.
+            loop {
+                let mut rows = std::mem::take(&mut *pending.rows.lock());
+                let more = rows.len() > MAX_BATCH;
+                if more {
+                    // Commit in bounded transactions; the rest goes back first in line.
+                    let rest = rows.split_off(MAX_BATCH);
+                    let mut buf = pending.rows.lock();
+                    let newer = std::mem::replace(&mut *buf, rest);
+                    buf.extend(newer);
+                }
+                commit(&store, &mut rows, &counters).await;
+                if !more {
+                    break;
+                }
+            }
             last_commit = tokio::time::Instant::now();
         }
         // Retention: prune at the first pass after start, then at most once a minute,
@@ -181,5 +227,57 @@ async fn prune(store: &Store, retention: Duration) {
     .await;
     if let Ok(Err(e)) = r {
         warn!(error = %e, "spend log retention pruning failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: usize) -> SpendRow {
+        SpendRow {
+            request_id: format!("r{i}"),
+            start_time: "2026-11-24T10:00:00.000Z".into(),
+            status: "success".into(),
+            spend: 0.5,
+            ..SpendRow::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_are_committed_in_recorded_order_in_bounded_batches_and_none_after_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let (writer, handle) = SpendWriter::start(
+            store.clone(),
+            Duration::from_secs(3600),
+            None,
+            Arc::new(Vec::new),
+        );
+        let n = 2 * MAX_BATCH + 7;
+        for i in 0..n {
+            writer.record(row(i));
+        }
+        writer.flush().await;
+        let all = |store: &Store| {
+            let mut rows = store.spend_rows_before(u64::MAX, n + 10).unwrap();
+            rows.reverse();
+            rows.into_iter()
+                .map(|(_, b)| serde_json::from_slice::<SpendRow>(&b).unwrap().request_id)
+                .collect::<Vec<String>>()
+        };
+        let ids = all(&store);
+        let want: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
+        assert_eq!(ids.len(), n, "every row is committed by flush");
+        assert_eq!(ids, want, "in the order recorded");
+        writer.close();
+        handle.await.unwrap();
+        writer.record(row(n));
+        writer.flush().await;
+        assert_eq!(
+            all(&store).len(),
+            n,
+            "a row recorded after close is dropped"
+        );
     }
 }
