@@ -205,3 +205,64 @@ impl UpstreamResponse {
         self.body.into_data_stream()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bad_url_or_header_fails_at_send_without_echoing_url_or_value() {
+        let client = HttpClient::new();
+        let req = UpstreamRequest::post("openai", "not a url?key=sk-secret-in-query");
+        let e = client.send("openai", req).await.err().unwrap();
+        assert_eq!(e.status, 400);
+        assert!(!e.message.contains("sk-secret"), "{}", e.message);
+
+        let req = UpstreamRequest::post("openai", "http://127.0.0.1:9/v1")
+            .header("x-extra", "line\nbreak-sk-secret");
+        let e = client.send("openai", req).await.err().unwrap();
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("x-extra"), "{}", e.message);
+        assert!(!e.message.contains("sk-secret"), "{}", e.message);
+    }
+
+    #[test]
+    fn keys_are_sensitive_headers_and_repeated_names_are_all_kept() {
+        let req = UpstreamRequest::post("openai", "https://api.openai.com/v1/chat/completions")
+            .bearer_auth("sk-live")
+            .secret_header("api-key", "sk-azure")
+            .header("x-tag", "a")
+            .header("x-tag", "b")
+            .json_body(b"{}".to_vec());
+        let h = req.headers();
+        assert_eq!(h["authorization"], "Bearer sk-live");
+        assert!(h["authorization"].is_sensitive() && h["api-key"].is_sensitive());
+        assert!(!h["x-tag"].is_sensitive());
+        assert_eq!(h.get_all("x-tag").iter().count(), 2);
+        assert_eq!(h["content-type"], "application/json");
+        let debug = format!("{req:?}");
+        assert!(
+            !debug.contains("sk-live") && !debug.contains("sk-azure"),
+            "{debug}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connection_error_naming_the_cause() {
+        // Bind then drop: the port is closed, so the connect is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let req = UpstreamRequest::post("openai", &format!("http://127.0.0.1:{port}/v1"));
+        let e = HttpClient::new().send("openai", req).await.err().unwrap();
+        assert_eq!(e.class, crate::providers::ErrorClass::Connection);
+        assert!(e.message.starts_with("Connection error"), "{}", e.message);
+        assert!(
+            e.message.to_lowercase().contains("refused"),
+            "{}",
+            e.message
+        );
+    }
+}

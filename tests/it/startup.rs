@@ -149,6 +149,27 @@ fn check_config_prints_the_model_groups() {
 
 #[tokio::test]
 async fn the_binary_serves_resolves_os_environ_keys_and_stops_cleanly_on_sigterm() {
+    serves_and_stops_cleanly("1").await;
+}
+
+#[tokio::test]
+async fn the_multi_threaded_runtime_serves_and_stops_cleanly_too() {
+    serves_and_stops_cleanly("2").await;
+}
+
+#[test]
+fn zero_workers_is_refused() {
+    let out = run(&["--num-workers", "0"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("num-workers"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts the real binary with `--num-workers workers`, calls it once, stops it.
+async fn serves_and_stops_cleanly(workers: &str) {
     let up = MockUpstream::openai().await;
     let f = yaml_file(&format!(
         "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o\n      api_base: {}/v1\n      api_key: os.environ/SWITCHYARD_TEST_UPSTREAM_KEY\ngeneral_settings:\n  master_key: {MASTER_KEY}\n",
@@ -170,6 +191,8 @@ async fn the_binary_serves_resolves_os_environ_keys_and_stops_cleanly_on_sigterm
             &port.to_string(),
             "--data-dir",
             dir.path().to_str().expect("utf-8"),
+            "--num-workers",
+            workers,
         ])
         .env_remove("SWITCHYARD_CONFIG")
         .env_remove("LITELLM_MASTER_KEY")
