@@ -2,6 +2,7 @@
 
 pub mod cost;
 pub mod csv;
+pub mod encoding;
 pub mod log;
 pub mod prices;
 pub mod report;

@@ -200,7 +200,7 @@ pub fn logs(store: &Store, filter: &LogFilter, page: Page) -> Result<Vec<SpendRo
         let full = batch.len() == PAGE_ROWS;
         for (seq, bytes) in batch {
             before = seq;
-            let row: SpendRow = serde_json::from_slice(&bytes)?;
+            let row = SpendRow::decode(&bytes)?;
             if filter.exhausted(&row) {
                 return Ok(out);
             }
@@ -249,7 +249,7 @@ pub fn logs_chunk(
             return Ok((out, None));
         }
         last = seq;
-        let row: SpendRow = serde_json::from_slice(&bytes)?;
+        let row = SpendRow::decode(&bytes)?;
         if filter.matches(&row) {
             out.push(row);
         }

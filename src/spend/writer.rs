@@ -184,7 +184,7 @@ async fn commit(store: &Store, rows: &mut Vec<SpendRow>, counters: &CounterSourc
         let mut encoded = Vec::with_capacity(batch.len());
         let mut daily: HashMap<String, DailyAggregate> = HashMap::new();
         for r in &batch {
-            encoded.push(serde_json::to_vec(r)?);
+            encoded.push(r.encode());
             let agg = DailyAggregate::from_row(r);
             for k in r.aggregate_keys() {
                 daily.entry(k).or_default().add(&agg);
@@ -219,7 +219,7 @@ async fn prune(store: &Store, retention: Duration) {
     let store = store.clone();
     let r = tokio::task::spawn_blocking(move || {
         store.prune_spend_rows(&|bytes| {
-            serde_json::from_slice::<SpendRow>(bytes)
+            SpendRow::decode(bytes)
                 .map(|r| r.start_time < cutoff)
                 .unwrap_or(false)
         })
@@ -263,7 +263,7 @@ mod tests {
             let mut rows = store.spend_rows_before(u64::MAX, n + 10).unwrap();
             rows.reverse();
             rows.into_iter()
-                .map(|(_, b)| serde_json::from_slice::<SpendRow>(&b).unwrap().request_id)
+                .map(|(_, b)| SpendRow::decode(&b).unwrap().request_id)
                 .collect::<Vec<String>>()
         };
         let ids = all(&store);
