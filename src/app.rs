@@ -44,6 +44,8 @@ pub enum StartupError {
     },
     #[error("cannot load runtime models: {0}")]
     Models(String),
+    #[error("upstream TLS: {0} (fix litellm_settings.ssl_verify or SSL_CERT_FILE)")]
+    Tls(String),
 }
 
 /// The price table: built-in, then the config's or `--prices` LiteLLM JSON file over it.
@@ -66,6 +68,12 @@ pub fn build(
     store: Store,
     prices: PriceTable,
 ) -> Result<(AppState, JoinHandle<()>), StartupError> {
+    let http = crate::providers::HttpClient::with_tls(&config.tls).map_err(StartupError::Tls)?;
+    if config.tls.insecure {
+        tracing::warn!(
+            "upstream TLS certificates are NOT verified (ssl_verify: false / SSL_VERIFY=false)"
+        );
+    }
     let secrets = SecretBox::from_env(config.general.master_key.as_deref());
     let runtime = crate::admin::models::load_runtime(&store, &secrets)
         .map_err(|e| StartupError::Models(e.to_string()))?;
@@ -84,7 +92,7 @@ pub fn build(
         governance.counter_source(),
     );
     let app = App {
-        http: crate::providers::HttpClient::new(),
+        http,
         store,
         router,
         governance,

@@ -29,6 +29,8 @@ pub struct Config {
     pub router: RouterSettings,
     /// Path of a LiteLLM-format JSON price file to load over the built-in table.
     pub prices_file: Option<String>,
+    /// Upstream TLS checks: `litellm_settings.ssl_verify`, `SSL_CERT_FILE`, `SSL_VERIFY`.
+    pub tls: crate::providers::TlsOptions,
     /// Field paths that were read but are not used by Switchyard.
     pub ignored: Vec<String>,
 }
@@ -160,17 +162,23 @@ impl Parser {
         let mut general = GeneralSettings::default();
         let mut router = RouterSettings::default();
         let mut prices_file = None;
+        let mut tls = crate::providers::TlsOptions::default();
         let mut deployments = Vec::new();
         for (key, value) in &root {
             match key.as_str() {
                 "model_list" => deployments = self.model_list(value)?,
                 "general_settings" => self.general_settings(value, &mut general)?,
-                "litellm_settings" => self.router_like_settings(
-                    value,
-                    "litellm_settings",
-                    &mut router,
-                    &mut prices_file,
-                )?,
+                "litellm_settings" => {
+                    self.router_like_settings(
+                        value,
+                        "litellm_settings",
+                        &mut router,
+                        &mut prices_file,
+                    )?;
+                    if let Some(v) = value.get("ssl_verify") {
+                        self.ssl_verify(v, &mut tls)?;
+                    }
+                }
                 "router_settings" | "environment_variables" => {}
                 other => self.ignored.push(other.to_owned()),
             }
@@ -182,6 +190,7 @@ impl Parser {
         if let Some(key) = self.env.get("LITELLM_MASTER_KEY") {
             general.master_key = Some(key);
         }
+        self.tls_from_env(&mut tls)?;
         if let Some(key) = &general.master_key {
             if !key.starts_with("sk-") {
                 return Err(self.err(
@@ -207,6 +216,7 @@ impl Parser {
             general,
             router,
             prices_file,
+            tls,
             ignored: std::mem::take(&mut self.ignored),
         })
     }
@@ -333,10 +343,61 @@ impl Parser {
                 "model_prices_file" | "model_cost_map_path" => {
                     *prices_file = self.opt_string(val, &path)?
                 }
+                // Read by the caller (litellm_settings only).
+                "ssl_verify" if section == "litellm_settings" => {}
                 _ => self.ignored.push(path),
             }
         }
         Ok(())
+    }
+
+    /// `litellm_settings.ssl_verify`: `true`, `false`, or the path of a CA bundle.
+    fn ssl_verify(
+        &self,
+        v: &Value,
+        tls: &mut crate::providers::TlsOptions,
+    ) -> Result<(), ConfigError> {
+        let path = "litellm_settings.ssl_verify";
+        match v {
+            Value::Bool(verify) => tls.insecure = !verify,
+            Value::String(bundle) => {
+                tls.extra_roots.push(self.ca_bundle(bundle, path)?);
+            }
+            _ => {
+                return Err(self.err(
+                    path,
+                    "expected true, false or the path of a CA bundle",
+                    "write ssl_verify: /path/to/ca-bundle.pem",
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// `SSL_CERT_FILE` and `SSL_VERIFY`. `SSL_VERIFY` wins over the file as in LiteLLM;
+    /// a bundle from `SSL_CERT_FILE` is trusted as well as the file's, not instead of it,
+    /// because many hosts set `SSL_CERT_FILE` to the system bundle for other tools.
+    fn tls_from_env(&self, tls: &mut crate::providers::TlsOptions) -> Result<(), ConfigError> {
+        if let Some(bundle) = self.env.get("SSL_CERT_FILE") {
+            tls.extra_roots
+                .push(self.ca_bundle(&bundle, "SSL_CERT_FILE (environment)")?);
+        }
+        if let Some(verify) = self.env.get("SSL_VERIFY") {
+            tls.insecure = matches!(verify.to_ascii_lowercase().as_str(), "false" | "0" | "no");
+        }
+        Ok(())
+    }
+
+    fn ca_bundle(&self, bundle: &str, field: &str) -> Result<std::path::PathBuf, ConfigError> {
+        let p = std::path::PathBuf::from(bundle);
+        if !p.is_file() {
+            return Err(self.err(
+                field,
+                format!("CA bundle {bundle:?} is not a readable file"),
+                "point it at a PEM file of CA certificates, or remove it",
+            ));
+        }
+        Ok(p)
     }
 
     fn policy(

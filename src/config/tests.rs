@@ -153,3 +153,44 @@ fn the_shipped_example_and_demo_configs_load() {
         .unwrap();
     assert_eq!(azure.api_base, "https://x.openai.azure.com");
 }
+
+#[test]
+fn ssl_verify_and_the_ssl_environment_variables_set_upstream_tls() {
+    const MODELS: &str =
+        "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/gpt-4o\n";
+    let bundle = tempfile::NamedTempFile::new().unwrap();
+    let path = bundle.path().display().to_string();
+    let cfg = load(&format!(
+        "{MODELS}litellm_settings:\n  ssl_verify: {path}\n"
+    ))
+    .unwrap();
+    assert!(cfg.tls.extra_roots.iter().any(|p| p == bundle.path()));
+    assert!(!cfg.tls.insecure);
+    assert!(!cfg.ignored.iter().any(|k| k.contains("ssl_verify")));
+
+    let cfg = load(&format!("{MODELS}litellm_settings:\n  ssl_verify: false\n")).unwrap();
+    assert!(cfg.tls.insecure);
+    // The environment wins over the file for verification on/off, as in LiteLLM.
+    let cfg = load(&format!(
+        "{MODELS}litellm_settings:\n  ssl_verify: false\nenvironment_variables:\n  SSL_VERIFY: \"True\"\n"
+    ))
+    .unwrap();
+    assert!(!cfg.tls.insecure);
+    let cfg = load(&format!(
+        "{MODELS}environment_variables:\n  SSL_VERIFY: \"False\"\n  SSL_CERT_FILE: {path}\n"
+    ))
+    .unwrap();
+    assert!(cfg.tls.insecure);
+    assert!(cfg.tls.extra_roots.iter().any(|p| p == bundle.path()));
+
+    let e = load(&format!(
+        "{MODELS}environment_variables:\n  SSL_CERT_FILE: /nonexistent/ca.pem\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("SSL_CERT_FILE"), "{e}");
+    let e = load(&format!("{MODELS}litellm_settings:\n  ssl_verify: 3\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("litellm_settings.ssl_verify"), "{e}");
+}

@@ -6,6 +6,8 @@
 //! gateway needs none of them: URLs come from the config, providers never redirect, and
 //! retries belong to the router.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,15 +30,34 @@ pub struct HttpClient {
     inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
+/// How upstream TLS certificates are checked (LiteLLM's `ssl_verify` / `SSL_CERT_FILE`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// PEM bundles of CAs trusted besides the built-in (Mozilla) roots: a corporate
+    /// proxy's or a self-hosted server's.
+    pub extra_roots: Vec<PathBuf>,
+    /// `false` accepts any certificate (LiteLLM's `ssl_verify: false`); handshake
+    /// signatures are still checked, so only the identity check is given up.
+    pub insecure: bool,
+}
+
 impl HttpClient {
-    pub fn new() -> HttpClient {
+    /// The client with the built-in roots only (unit tests).
+    #[cfg(test)]
+    pub fn for_tests() -> HttpClient {
+        Self::with_tls(&TlsOptions::default()).unwrap()
+    }
+
+    /// The client with `tls` applied; fails when the bundle cannot be read or holds no
+    /// certificate.
+    pub fn with_tls(tls: &TlsOptions) -> Result<HttpClient, String> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         // Without it every request written in two pieces waits for a delayed ACK.
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(tls_config(tls)?)
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(http);
@@ -46,7 +67,7 @@ impl HttpClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(512)
             .build(https);
-        HttpClient { inner }
+        Ok(HttpClient { inner })
     }
 
     /// Sends `req`; a transport failure becomes a connection error of `provider`.
@@ -82,9 +103,80 @@ impl HttpClient {
     }
 }
 
-impl Default for HttpClient {
-    fn default() -> Self {
-        HttpClient::new()
+fn tls_config(tls: &TlsOptions) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    if tls.insecure {
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for path in &tls.extra_roots {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let shown = path.display();
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("cannot read CA bundle {shown}: {e}"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("cannot read CA bundle {shown}: {e}"))?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(format!("CA bundle {shown} holds no usable certificate"));
+        }
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// Accepts any server certificate but still checks that the server holds its key.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -212,7 +304,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_url_or_header_fails_at_send_without_echoing_url_or_value() {
-        let client = HttpClient::new();
+        let client = HttpClient::for_tests();
         let req = UpstreamRequest::post("openai", "not a url?key=sk-secret-in-query");
         let e = client.send("openai", req).await.err().unwrap();
         assert_eq!(e.status, 400);
@@ -247,6 +339,18 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_ca_bundle_without_certificates_is_refused_naming_it() {
+        let empty = tempfile::NamedTempFile::new().unwrap();
+        let tls = TlsOptions {
+            extra_roots: vec![empty.path().to_path_buf()],
+            insecure: false,
+        };
+        let e = HttpClient::with_tls(&tls).err().unwrap();
+        assert!(e.contains("no usable certificate"), "{e}");
+        assert!(e.contains(&empty.path().display().to_string()), "{e}");
+    }
+
     #[tokio::test]
     async fn a_refused_connection_is_a_connection_error_naming_the_cause() {
         // Bind then drop: the port is closed, so the connect is refused.
@@ -256,7 +360,11 @@ mod tests {
             .unwrap()
             .port();
         let req = UpstreamRequest::post("openai", &format!("http://127.0.0.1:{port}/v1"));
-        let e = HttpClient::new().send("openai", req).await.err().unwrap();
+        let e = HttpClient::for_tests()
+            .send("openai", req)
+            .await
+            .err()
+            .unwrap();
         assert_eq!(e.class, crate::providers::ErrorClass::Connection);
         assert!(e.message.starts_with("Connection error"), "{}", e.message);
         assert!(

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use error::{Error, ErrorClass};
-pub use http::{HttpClient, UpstreamRequest, UpstreamResponse};
+pub use http::{HttpClient, TlsOptions, UpstreamRequest, UpstreamResponse};
 pub use stream::{ChunkStream, StreamItem};
 
 use crate::deployment::Deployment;

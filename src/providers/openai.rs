@@ -276,7 +276,7 @@ mod tests {
             "model": "alias", "messages": [], "top_p": 0.5, "metadata": {"tags": ["t"]},
             "fallbacks": ["x"], "stream": true, "stream_options": {"other": 1}, "custom": {"a": 1}
         });
-        let http = crate::providers::HttpClient::new();
+        let http = crate::providers::HttpClient::for_tests();
         let ctx = CallContext {
             http: &http,
             deployment: &dep,

@@ -18,3 +18,4 @@ mod startup;
 mod streaming;
 mod support;
 mod teams_users;
+mod tls;

@@ -22,7 +22,7 @@ fn with_ctx<R>(
     body: &Value,
     f: impl FnOnce(&CallContext<'_>) -> R,
 ) -> R {
-    let http = crate::providers::HttpClient::new();
+    let http = crate::providers::HttpClient::for_tests();
     let timeout = Duration::from_secs(5);
     f(&CallContext {
         http: &http,
