@@ -8,10 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::convert::Infallible;
+
 use axum::extract::DefaultBodyLimit;
-use axum::serve::ListenerExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tower::ServiceExt;
 use tracing::info;
 
 use crate::auth::secret_box::SecretBox;
@@ -145,24 +149,72 @@ async fn finish(state: &AppState) {
     info!("spend flushed");
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves.
+/// Serves `state` on `listener` until `shutdown` resolves, then waits for open
+/// connections to finish their requests.
+///
+/// Our own accept loop rather than `axum::serve`: the three proxied POST endpoints go
+/// straight to their handler (`proxy::routes::hot_route`), everything else to the axum
+/// router; and every accepted socket gets TCP_NODELAY (without it each response written
+/// in more than one piece waits ~40 ms for the client's delayed ACK).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let app = http_router(state);
-    // axum leaves Nagle on; without NODELAY every multi-write response waits for the
-    // client's delayed ACK (~40 ms).
-    let listener = listener.tap_io(|tcp| {
+    let router = http_router(state.clone());
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
         let _ = tcp.set_nodelay(true);
-    });
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "server error");
+        let state = state.clone();
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let state = state.clone();
+            let router = router.clone();
+            async move {
+                Ok::<_, Infallible>(
+                    match crate::proxy::routes::hot_route(req.method(), req.uri().path()) {
+                        Some(call) => crate::proxy::completions::serve_hot(state, call, req).await,
+                        None => match router.oneshot(req).await {
+                            Ok(resp) => resp,
+                            Err(never) => match never {},
+                        },
+                    },
+                )
+            }
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+            .into_owned();
+        tokio::spawn(graceful.watch(conn));
     }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Per-connection accept errors (the peer gave up) are retried at once; others (out of
+/// file descriptors) get a pause so the loop does not spin.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::*;
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accept failed");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 }
 
 /// Starts a server in the background on `listener` (tests and embedding).

@@ -48,6 +48,22 @@ pub async fn embeddings(
     handle(app, CallType::Embedding, headers, body).await
 }
 
+/// The same endpoints straight from hyper, ahead of axum's router: the server loop
+/// (`app::serve`) sends the three OpenAI POST routes here, which spares every proxied
+/// request the router, the boxed body and the extractors.
+pub async fn serve_hot(
+    app: AppState,
+    call: CallType,
+    req: axum::http::Request<hyper::body::Incoming>,
+) -> Response {
+    let limit = app.config.general.max_request_size_bytes;
+    let (parts, body) = req.into_parts();
+    match super::request::read_body(body, limit).await {
+        Ok(body) => handle(app, call, parts.headers, body).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 async fn handle(app: AppState, call: CallType, headers: HeaderMap, body: Value) -> Response {
     match admit_and_run(app, call, headers, body).await {
         Ok(r) => r,

@@ -17,13 +17,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         let bytes = match axum::body::Bytes::from_request(req, state).await {
             Ok(b) => b,
             Err(rej) => {
-                let status = rej.status();
-                return Err(if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "invalid_request_error",
-                        "Request body is too large",
-                    )
+                return Err(if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
                 } else {
                     ApiError::bad_request(format!(
                         "Could not read request body: {}",
@@ -32,18 +27,47 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 });
             }
         };
-        if bytes.is_empty() {
-            return Err(ApiError::bad_request(
-                "Request body is empty; expected a JSON object",
-            ));
-        }
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::bad_request(format!("Invalid JSON in request body: {e}")))?;
-        if !v.is_object() {
-            return Err(ApiError::bad_request("Request body must be a JSON object"));
-        }
-        Ok(JsonBody(v))
+        parse_body(&bytes).map(JsonBody)
     }
+}
+
+/// Reads a whole body of at most `limit` bytes, with the same errors as [`JsonBody`].
+pub async fn read_body<B>(body: B, limit: usize) -> Result<Value, ApiError>
+where
+    B: hyper::body::Body<Data = bytes::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => parse_body(&collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "Could not read request body: {e}"
+        ))),
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_request_error",
+        "Request body is too large",
+    )
+}
+
+/// The body as a JSON object, or a 400 saying what is wrong with it.
+fn parse_body(bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request(
+            "Request body is empty; expected a JSON object",
+        ));
+    }
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("Invalid JSON in request body: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request("Request body must be a JSON object"));
+    }
+    Ok(v)
 }
 
 /// What the gateway reads from a request before routing it.

@@ -4,7 +4,22 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use super::{completions, models};
+use crate::providers::CallType;
 use crate::state::AppState;
+
+/// The proxied POST endpoints `app::serve` hands to [`completions::serve_hot`] before
+/// axum's router sees them (the router keeps the same routes for in-process callers).
+pub fn hot_route(method: &axum::http::Method, path: &str) -> Option<CallType> {
+    if method != axum::http::Method::POST {
+        return None;
+    }
+    match path.strip_prefix("/v1").unwrap_or(path) {
+        "/chat/completions" => Some(CallType::Chat),
+        "/completions" => Some(CallType::Completion),
+        "/embeddings" => Some(CallType::Embedding),
+        _ => None,
+    }
+}
 
 pub fn routes() -> Router<AppState> {
     let mut r = Router::new();
