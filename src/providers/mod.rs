@@ -102,6 +102,61 @@ impl Usage {
         })
     }
 
+    /// Reads OpenAI's `usage` object from its JSON text without building a JSON tree
+    /// (the whole-answer path reads one per request), as leniently as [`Self::from_openai`]:
+    /// `null` or a value of another shape is no usage, a count that is not a whole number is
+    /// rounded down. Only text that is not JSON at all is an error.
+    pub fn from_openai_json(text: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
+        use serde_json::Number;
+        #[derive(Deserialize)]
+        struct Details {
+            #[serde(default)]
+            cached_tokens: Option<Number>,
+        }
+        #[derive(Deserialize)]
+        struct Wire {
+            #[serde(default)]
+            prompt_tokens: Option<Number>,
+            #[serde(default)]
+            completion_tokens: Option<Number>,
+            #[serde(default)]
+            total_tokens: Option<Number>,
+            #[serde(default)]
+            prompt_tokens_details: Option<Details>,
+            #[serde(default)]
+            cache_creation_input_tokens: Option<Number>,
+        }
+        fn count(n: Option<Number>) -> Option<u64> {
+            let n = n?;
+            n.as_u64()
+                .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+        }
+        let w = match serde_json::from_slice::<Option<Wire>>(text) {
+            Ok(Some(w)) => w,
+            Ok(None) => return Ok(None),
+            Err(e) if e.classify() == serde_json::error::Category::Data => {
+                // Well-formed JSON of another shape: fall back to the slow, lenient reader.
+                let v: Value = serde_json::from_slice(text)?;
+                return Ok(Usage::from_openai(&v));
+            }
+            Err(e) => return Err(e),
+        };
+        let prompt = count(w.prompt_tokens).unwrap_or(0);
+        let total = count(w.total_tokens);
+        Ok(Some(Usage {
+            prompt_tokens: prompt,
+            // Embeddings report only prompt and total tokens.
+            completion_tokens: count(w.completion_tokens)
+                .unwrap_or_else(|| total.unwrap_or(0).saturating_sub(prompt)),
+            cache_read_tokens: w
+                .prompt_tokens_details
+                .and_then(|d| count(d.cached_tokens))
+                .unwrap_or(0),
+            cache_creation_tokens: count(w.cache_creation_input_tokens).unwrap_or(0),
+            estimated: false,
+        }))
+    }
+
     /// OpenAI's `usage` object for this usage.
     pub fn to_openai(&self) -> Value {
         let mut usage = serde_json::json!({

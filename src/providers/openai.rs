@@ -115,9 +115,7 @@ pub fn build(ctx: &CallContext<'_>, stream: bool) -> Result<UpstreamRequest, Err
 pub fn parse(_call: CallType, bytes: Bytes) -> Result<Completion, Error> {
     let usage = match top_level_value(&bytes, b"usage") {
         Ok(Some(raw)) => {
-            let v: Value =
-                serde_json::from_slice(raw).map_err(|e| Error::bad_response("openai", e))?;
-            Usage::from_openai(&v)
+            Usage::from_openai_json(raw).map_err(|e| Error::bad_response("openai", e))?
         }
         Ok(None) => None,
         Err(what) => return Err(Error::bad_response("openai", what)),
@@ -331,6 +329,22 @@ mod tests {
         assert_eq!((u.prompt_tokens, u.completion_tokens), (1, 2));
         assert_eq!(usage_of(r#"{"id":"x","choices":[]}"#).unwrap(), None);
         assert_eq!(usage_of(r#"{"usage":null}"#).unwrap(), None);
+        assert_eq!(usage_of(r#"{"usage":"n/a"}"#).unwrap(), None);
+        let u = usage_of(
+            r#"{"usage":{"prompt_tokens":4.0,"total_tokens":9,"prompt_tokens_details":{"cached_tokens":2},"cache_creation_input_tokens":1,"extra":{"x":[1]}}}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.cache_read_tokens,
+                u.cache_creation_tokens
+            ),
+            (4, 5, 2, 1),
+            "floats, embeddings-style totals, cache details and unknown fields"
+        );
         for bad in [
             "",
             "not json",

@@ -119,6 +119,19 @@ pub(crate) fn record_failure(
     ctx.app.spend.record(row);
 }
 
+// Built at compile time: `from_static` validates the name, which costs per request when
+// it runs at run time.
+const CALL_ID: HeaderName = HeaderName::from_static("x-litellm-call-id");
+const RESPONSE_COST: HeaderName = HeaderName::from_static("x-litellm-response-cost");
+const MODEL_ID: HeaderName = HeaderName::from_static("x-litellm-model-id");
+const MODEL_API_BASE: HeaderName = HeaderName::from_static("x-litellm-model-api-base");
+const MODEL_GROUP: HeaderName = HeaderName::from_static("x-litellm-model-group");
+const ATTEMPTED_RETRIES: HeaderName = HeaderName::from_static("x-litellm-attempted-retries");
+const ATTEMPTED_FALLBACKS: HeaderName = HeaderName::from_static("x-litellm-attempted-fallbacks");
+const RESPONSE_DURATION_MS: HeaderName = HeaderName::from_static("x-litellm-response-duration-ms");
+const VERSION: HeaderName = HeaderName::from_static("x-litellm-version");
+const OVERHEAD_DURATION_MS: HeaderName = HeaderName::from_static("x-litellm-overhead-duration-ms");
+
 /// LiteLLM's response headers for a routed call.
 pub(crate) fn response_headers(
     ctx: &Ctx,
@@ -131,41 +144,29 @@ pub(crate) fn response_headers(
     let total_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
     let fixed = &dep.fixed_headers;
     let mut h: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(12 + admission.headers().len());
-    let mut push = |name: &'static str, value: Option<HeaderValue>| {
+    let mut push = |name: HeaderName, value: Option<HeaderValue>| {
         if let Some(value) = value {
-            h.push((HeaderName::from_static(name), value));
+            h.push((name, value));
         }
     };
+    push(CALL_ID, HeaderValue::from_str(&ctx.request_id).ok());
+    push(RESPONSE_COST, float_header(cost, None));
+    push(MODEL_ID, fixed.model_id.clone());
+    push(MODEL_API_BASE, fixed.model_api_base.clone());
+    push(MODEL_GROUP, fixed.model_group.clone());
+    push(ATTEMPTED_RETRIES, Some(HeaderValue::from(retries)));
+    push(ATTEMPTED_FALLBACKS, Some(HeaderValue::from(fallbacks)));
+    push(RESPONSE_DURATION_MS, float_header(total_ms, Some(3)));
     push(
-        "x-litellm-call-id",
-        HeaderValue::from_str(&ctx.request_id).ok(),
-    );
-    push("x-litellm-response-cost", float_header(cost, None));
-    push("x-litellm-model-id", fixed.model_id.clone());
-    push("x-litellm-model-api-base", fixed.model_api_base.clone());
-    push("x-litellm-model-group", fixed.model_group.clone());
-    push(
-        "x-litellm-attempted-retries",
-        Some(HeaderValue::from(retries)),
-    );
-    push(
-        "x-litellm-attempted-fallbacks",
-        Some(HeaderValue::from(fallbacks)),
-    );
-    push(
-        "x-litellm-response-duration-ms",
-        float_header(total_ms, Some(3)),
-    );
-    push(
-        "x-litellm-version",
+        VERSION,
         Some(HeaderValue::from_static(env!("CARGO_PKG_VERSION"))),
     );
     push(
-        "x-litellm-overhead-duration-ms",
+        OVERHEAD_DURATION_MS,
         float_header(ctx.overhead_ms(), Some(3)),
     );
     for (k, v) in admission.headers() {
-        push(k, HeaderValue::from_str(v).ok());
+        push(HeaderName::from_static(k), HeaderValue::from_str(v).ok());
     }
     h
 }

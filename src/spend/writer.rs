@@ -139,18 +139,19 @@ async fn run(
         let due = closed || full || !waiters.is_empty() || last_commit.elapsed() >= interval;
         if due {
             // Every row recorded before a flush or close was asked is in the buffer now.
+            // An empty buffer of about the same capacity replaces it, so recording does
+            // not regrow it from nothing after every commit.
+            let taken = {
+                let mut rows = pending.rows.lock();
+                let capacity = rows.capacity().min(4 * MAX_BATCH);
+                std::mem::replace(&mut *rows, Vec::with_capacity(capacity))
+            };
+            // Commit in transactions of at most MAX_BATCH rows, oldest first.
+            let mut rows = taken.into_iter().peekable();
             loop {
-                let mut rows = std::mem::take(&mut *pending.rows.lock());
-                let more = rows.len() > MAX_BATCH;
-                if more {
-                    // Commit in bounded transactions; the rest goes back first in line.
-                    let rest = rows.split_off(MAX_BATCH);
-                    let mut buf = pending.rows.lock();
-                    let newer = std::mem::replace(&mut *buf, rest);
-                    buf.extend(newer);
-                }
-                commit(&store, &mut rows, &counters).await;
-                if !more {
+                let mut chunk: Vec<SpendRow> = rows.by_ref().take(MAX_BATCH).collect();
+                commit(&store, &mut chunk, &counters).await;
+                if rows.peek().is_none() {
                     break;
                 }
             }
