@@ -1,7 +1,6 @@
 //! A request's admission: the budget reservation, rate-window entries and parallel slot
 //! it holds until it settles (charge) or drops (release uncharged).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -11,11 +10,16 @@ use tokio::time::Instant;
 use super::budget::Ledger;
 use super::ratelimit::Window;
 
+/// A map keyed by owner (`key:…`, `user:…`). hashbrown for `entry_ref`, which allocates
+/// the key only when it inserts (std's `entry` wants an owned key on every lookup, and
+/// admission looks owners up several times a request); std's SipHash as the hasher.
+pub(super) type OwnerMap<V> = hashbrown::HashMap<String, V, std::hash::RandomState>;
+
 #[derive(Debug, Default)]
 pub(super) struct Hot {
     pub ledger: Ledger,
-    pub windows: HashMap<String, Window>,
-    pub in_flight: HashMap<String, u64>,
+    pub windows: OwnerMap<Window>,
+    pub in_flight: OwnerMap<u64>,
 }
 
 /// A reservation held for the duration of one request; settle it with the real cost.
@@ -23,7 +27,7 @@ pub(super) struct Hot {
 #[derive(Debug, Default)]
 pub struct Admission {
     pub(super) held: Option<Held>,
-    pub(super) headers: Vec<(&'static str, String)>,
+    pub(super) headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 #[derive(Debug)]
@@ -64,7 +68,10 @@ impl Held {
         let real = charge.map(|(_, t)| t).unwrap_or(0) as i64;
         let delta = real - self.est_tokens as i64;
         for s in &self.scopes {
-            hot.windows.entry(s.clone()).or_default().add(at, 0, delta);
+            hot.windows
+                .entry_ref(s.as_str())
+                .or_default()
+                .add(at, 0, delta);
         }
         if let Some(k) = &self.parallel_key {
             if let Some(n) = hot.in_flight.get_mut(k) {
@@ -83,7 +90,7 @@ impl Admission {
     }
 
     /// LiteLLM's rate-limit and budget response headers.
-    pub fn headers(&self) -> &[(&'static str, String)] {
+    pub fn headers(&self) -> &[(http::HeaderName, http::HeaderValue)] {
         &self.headers
     }
 }

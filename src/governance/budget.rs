@@ -1,8 +1,6 @@
 //! The spend ledger: per budget owner, settled spend in the current period plus what
 //! in-flight requests have reserved. Reserve before the upstream call, settle after.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 
 use super::records::{Period, SpendCounter};
@@ -68,12 +66,12 @@ impl Counter {
 /// `end_user:<id>`, `key_model:<hash>:<model>` (the `SPEND_COUNTERS` keys).
 #[derive(Debug, Default)]
 pub struct Ledger {
-    pub counters: HashMap<String, Counter>,
+    pub counters: super::admission::OwnerMap<Counter>,
 }
 
 impl Ledger {
     pub fn counter(&mut self, owner: &str) -> &mut Counter {
-        self.counters.entry(owner.to_owned()).or_default()
+        self.counters.entry_ref(owner).or_default()
     }
 
     /// Counters changed since the last call, marked clean.

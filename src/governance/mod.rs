@@ -10,6 +10,8 @@ pub mod records;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue};
 use tokio::time::Instant;
 
 use chrono::Utc;
@@ -55,6 +57,20 @@ pub struct AdmitRequest<'a> {
     /// Estimated prompt tokens plus reserved output tokens.
     pub est_tokens: u64,
     pub route: &'a str,
+}
+
+// LiteLLM's budget and rate-limit response headers (names built at compile time).
+const KEY_SPEND: HeaderName = HeaderName::from_static("x-litellm-key-spend");
+const KEY_MAX_BUDGET: HeaderName = HeaderName::from_static("x-litellm-key-max-budget");
+const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+
+/// A float as a header value, in its shortest round-trip form.
+fn float_value(v: f64) -> HeaderValue {
+    // A formatted f64 is ASCII digits, sign, point, exponent or inf/NaN: always valid.
+    HeaderValue::from_str(&v.to_string()).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Counter owner keys (also the `SPEND_COUNTERS` keys).
@@ -473,7 +489,7 @@ impl Governance {
         }
         let mut usage = HashMap::new();
         for (scope, rpm, tpm) in &rates {
-            let w = hot.windows.entry(scope.clone()).or_default();
+            let w = hot.windows.entry_ref(scope.as_str()).or_default();
             let (r, t) = w.usage(at);
             usage.insert(scope.clone(), (r, t));
             for (what, limit, current) in [("rpm", rpm, r), ("tpm", tpm, t)] {
@@ -496,33 +512,33 @@ impl Governance {
         }
         for (scope, ..) in &rates {
             hot.windows
-                .entry(scope.clone())
+                .entry_ref(scope.as_str())
                 .or_default()
                 .add(at, 1, req.est_tokens as i64);
         }
         if let Some((k, _)) = &parallel {
-            *hot.in_flight.entry(k.clone()).or_default() += 1;
+            *hot.in_flight.entry_ref(k.as_str()).or_default() += 1;
         }
         let mut headers = Vec::new();
         if let Some((ko, max, rpm, tpm)) = key_limits {
             let spend = hot.ledger.counter(&ko).spend;
-            headers.push(("x-litellm-key-spend", format!("{spend}")));
+            headers.push((KEY_SPEND, float_value(spend)));
             if let Some(m) = max {
-                headers.push(("x-litellm-key-max-budget", format!("{m}")));
+                headers.push((KEY_MAX_BUDGET, float_value(m)));
             }
             let (r, t) = usage.get(&ko).copied().unwrap_or((0, 0));
             if let Some(l) = rpm {
-                headers.push(("x-ratelimit-limit-requests", l.to_string()));
+                headers.push((LIMIT_REQUESTS, HeaderValue::from(l)));
                 headers.push((
-                    "x-ratelimit-remaining-requests",
-                    l.saturating_sub(r + 1).to_string(),
+                    REMAINING_REQUESTS,
+                    HeaderValue::from(l.saturating_sub(r + 1)),
                 ));
             }
             if let Some(l) = tpm {
-                headers.push(("x-ratelimit-limit-tokens", l.to_string()));
+                headers.push((LIMIT_TOKENS, HeaderValue::from(l)));
                 headers.push((
-                    "x-ratelimit-remaining-tokens",
-                    l.saturating_sub(t + req.est_tokens).to_string(),
+                    REMAINING_TOKENS,
+                    HeaderValue::from(l.saturating_sub(t + req.est_tokens)),
                 ));
             }
         }

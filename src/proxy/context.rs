@@ -165,9 +165,7 @@ pub(crate) fn response_headers(
         OVERHEAD_DURATION_MS,
         float_header(ctx.overhead_ms(), Some(3)),
     );
-    for (k, v) in admission.headers() {
-        push(HeaderName::from_static(k), HeaderValue::from_str(v).ok());
-    }
+    h.extend(admission.headers().iter().cloned());
     h
 }
 
