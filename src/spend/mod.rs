@@ -3,6 +3,7 @@
 pub mod cost;
 pub mod csv;
 pub mod encoding;
+mod idle_worker;
 pub mod log;
 pub mod prices;
 pub mod report;
