@@ -267,8 +267,13 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_backlog_past_the_idle_limit_is_committed_whole_and_in_order() {
+    /// A writer on a fresh file store that commits only when asked (hour-long interval).
+    fn start_writer() -> (
+        tempfile::TempDir,
+        Store,
+        SpendWriter,
+        tokio::task::JoinHandle<()>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.redb")).unwrap();
         let (writer, handle) = SpendWriter::start(
@@ -277,6 +282,12 @@ mod tests {
             None,
             Arc::new(Vec::new),
         );
+        (dir, store, writer, handle)
+    }
+
+    #[tokio::test]
+    async fn a_backlog_past_the_idle_limit_is_committed_whole_and_in_order() {
+        let (_dir, store, writer, handle) = start_writer();
         // Recorded before the writer task first runs: one take past the limit.
         let n = BACKLOG_AT_NORMAL_PRIORITY + 3;
         for i in 0..n {
@@ -297,14 +308,7 @@ mod tests {
 
     #[tokio::test]
     async fn rows_are_committed_in_recorded_order_in_bounded_batches_and_none_after_close() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.redb")).unwrap();
-        let (writer, handle) = SpendWriter::start(
-            store.clone(),
-            Duration::from_secs(3600),
-            None,
-            Arc::new(Vec::new),
-        );
+        let (_dir, store, writer, handle) = start_writer();
         let n = 2 * MAX_BATCH + 7;
         for i in 0..n {
             writer.record(row(i));
