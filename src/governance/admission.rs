@@ -7,13 +7,8 @@ use chrono::Utc;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use super::budget::Ledger;
+use super::budget::{Ledger, OwnerMap};
 use super::ratelimit::Window;
-
-/// A map keyed by owner (`key:…`, `user:…`). hashbrown for `entry_ref`, which allocates
-/// the key only when it inserts (std's `entry` wants an owned key on every lookup, and
-/// admission looks owners up several times a request); std's SipHash as the hasher.
-pub(super) type OwnerMap<V> = hashbrown::HashMap<String, V, std::hash::RandomState>;
 
 #[derive(Debug, Default)]
 pub(super) struct Hot {

@@ -6,6 +6,11 @@ use chrono::{DateTime, Utc};
 use super::records::{Period, SpendCounter};
 
 /// One owner's live counter.
+/// A map keyed by owner (`key:…`, `user:…`). hashbrown for `entry_ref`, which allocates
+/// the key only when it inserts (std's `entry` wants an owned key on every lookup, and
+/// admission looks owners up several times a request); std's SipHash as the hasher.
+pub(super) type OwnerMap<V> = hashbrown::HashMap<String, V, std::hash::RandomState>;
+
 #[derive(Debug, Default, Clone)]
 pub struct Counter {
     pub spend: f64,
@@ -66,7 +71,7 @@ impl Counter {
 /// `end_user:<id>`, `key_model:<hash>:<model>` (the `SPEND_COUNTERS` keys).
 #[derive(Debug, Default)]
 pub struct Ledger {
-    pub counters: super::admission::OwnerMap<Counter>,
+    pub counters: OwnerMap<Counter>,
 }
 
 impl Ledger {
