@@ -5,12 +5,12 @@ use chrono::{DateTime, Utc};
 
 use super::records::{Period, SpendCounter};
 
-/// One owner's live counter.
 /// A map keyed by owner (`key:…`, `user:…`). hashbrown for `entry_ref`, which allocates
 /// the key only when it inserts (std's `entry` wants an owned key on every lookup, and
 /// admission looks owners up several times a request); std's SipHash as the hasher.
 pub(super) type OwnerMap<V> = hashbrown::HashMap<String, V, std::hash::RandomState>;
 
+/// One owner's live counter.
 #[derive(Debug, Default, Clone)]
 pub struct Counter {
     pub spend: f64,
