@@ -23,18 +23,24 @@ impl Parser {
     /// Appends bytes and returns every event completed by them.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<Event> {
         self.buf.extend_from_slice(bytes);
+        // Lines are read in place (no copy of each line): the buffer is taken out while
+        // `line` updates the rest of the parser, and its unread tail put back.
+        let buf = std::mem::take(&mut self.buf);
         let mut out = Vec::new();
         let mut start = 0;
-        while let Some(pos) = self.buf[start..].iter().position(|b| *b == b'\n') {
+        while let Some(pos) = buf[start..].iter().position(|b| *b == b'\n') {
             let end = start + pos;
-            let mut line = &self.buf[start..end];
+            let mut line = &buf[start..end];
             if line.last() == Some(&b'\r') {
                 line = &line[..line.len() - 1];
             }
-            let line = String::from_utf8_lossy(line).into_owned();
             start = end + 1;
-            self.line(&line, &mut out);
+            match std::str::from_utf8(line) {
+                Ok(text) => self.line(text, &mut out),
+                Err(_) => self.line(&String::from_utf8_lossy(line), &mut out),
+            }
         }
+        self.buf = buf;
         self.buf.drain(..start);
         out
     }
@@ -78,7 +84,13 @@ impl Parser {
             self.event = None;
             return None;
         }
-        let data = std::mem::take(&mut self.data).join("\n");
+        let mut lines = std::mem::take(&mut self.data);
+        // One `data:` line (nearly every event) is the data as it is, without a join.
+        let data = if lines.len() == 1 {
+            lines.pop().unwrap_or_default()
+        } else {
+            lines.join("\n")
+        };
         Some(Event {
             event: self.event.take(),
             data,
@@ -108,6 +120,14 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn multi_line_data_is_joined_and_invalid_utf8_is_replaced() {
+        let mut p = Parser::new();
+        let ev = p.push(b"data: a\ndata: b\n\ndata: \xff!\n\n");
+        let data: Vec<&str> = ev.iter().map(|e| e.data.as_str()).collect();
+        assert_eq!(data, vec!["a\nb", "\u{fffd}!"]);
     }
 
     #[test]
