@@ -1,5 +1,7 @@
 //! The OpenAI-compatible endpoints through each provider.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -49,4 +51,66 @@ async fn streaming_forwards_chunks_in_order_and_ends_with_done() {
         r.text
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn stopping_lets_a_request_in_flight_finish_records_it_and_refuses_new_ones() {
+    let up = MockUpstream::openai().await;
+    up.enqueue(MockResponse::Delay(
+        Duration::from_millis(300),
+        Box::new(MockResponse::json(
+            200,
+            json!({
+                "id": "x", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "late"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+            }),
+        )),
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = format!("{}/v1", up.url());
+    let app = spawn_app_in(&config_for(&[("gpt", "openai/gpt-4o", &base)]), dir.path()).await;
+    let url = format!("{}/v1/chat/completions", app.url);
+    let client = app.client.clone();
+    let in_flight = tokio::spawn({
+        let url = url.clone();
+        async move {
+            client
+                .post(url)
+                .bearer_auth(MASTER_KEY)
+                .json(&chat_json("gpt"))
+                .send()
+                .await
+        }
+    });
+    // The request is at the upstream (which answers after 300 ms) when the stop begins.
+    let t = std::time::Instant::now();
+    while up.requests().is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    app.stop().await;
+    let resp = in_flight
+        .await
+        .expect("task")
+        .expect("drained, not cut off");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["choices"][0]["message"]["content"], "late");
+    assert!(
+        reqwest::Client::new()
+            .post(&url)
+            .json(&chat_json("gpt"))
+            .send()
+            .await
+            .is_err(),
+        "the listener is closed after stop"
+    );
+    let store =
+        switchyard::store::Store::open(&dir.path().join("switchyard.redb")).expect("reopen");
+    let rows = store.spend_rows_before(u64::MAX, 10).expect("rows");
+    assert_eq!(rows.len(), 1, "the drained request's spend row was flushed");
 }
