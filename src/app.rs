@@ -2,13 +2,12 @@
 //! graceful shutdown that drains requests and flushes spend. The only file that knows
 //! every module.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-
-use std::convert::Infallible;
 
 use axum::extract::DefaultBodyLimit;
 use hyper::body::Incoming;

@@ -67,10 +67,15 @@ const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-rema
 const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
 const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
 
-/// A float as a header value, in its shortest round-trip form.
-fn float_value(v: f64) -> HeaderValue {
+/// A float as a header value: shortest round-trip form, or with `decimals` places. Also
+/// used for the proxy's cost and duration headers.
+pub fn float_header(v: f64, decimals: Option<usize>) -> HeaderValue {
+    let text = match decimals {
+        Some(d) => format!("{v:.d$}"),
+        None => v.to_string(),
+    };
     // A formatted f64 is ASCII digits, sign, point, exponent or inf/NaN: always valid.
-    HeaderValue::from_str(&v.to_string()).unwrap_or(HeaderValue::from_static("0"))
+    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Counter owner keys (also the `SPEND_COUNTERS` keys).
@@ -522,9 +527,9 @@ impl Governance {
         let mut headers = Vec::new();
         if let Some((ko, max, rpm, tpm)) = key_limits {
             let spend = hot.ledger.counter(&ko).spend;
-            headers.push((KEY_SPEND, float_value(spend)));
+            headers.push((KEY_SPEND, float_header(spend, None)));
             if let Some(m) = max {
-                headers.push((KEY_MAX_BUDGET, float_value(m)));
+                headers.push((KEY_MAX_BUDGET, float_header(m, None)));
             }
             let (r, t) = usage.get(&ko).copied().unwrap_or((0, 0));
             if let Some(l) = rpm {

@@ -36,8 +36,8 @@ pub struct TlsOptions {
     /// PEM bundles of CAs trusted besides the built-in (Mozilla) roots: a corporate
     /// proxy's or a self-hosted server's.
     pub extra_roots: Vec<PathBuf>,
-    /// `false` accepts any certificate (LiteLLM's `ssl_verify: false`); handshake
-    /// signatures are still checked, so only the identity check is given up.
+    /// Accept any certificate (LiteLLM's `ssl_verify: false`). Handshake signatures are
+    /// still checked, so only the identity check is given up.
     pub insecure: bool,
 }
 
@@ -70,12 +70,9 @@ impl HttpClient {
         Ok(HttpClient { inner })
     }
 
-    /// Sends `req`; a transport failure becomes a connection error of `provider`.
-    pub async fn send(
-        &self,
-        provider: &'static str,
-        req: UpstreamRequest,
-    ) -> Result<UpstreamResponse, Error> {
+    /// Sends `req`; a transport failure becomes a connection error of its provider.
+    pub async fn send(&self, req: UpstreamRequest) -> Result<UpstreamResponse, Error> {
+        let provider = req.provider;
         if let Some(e) = req.error {
             return Err(e);
         }
@@ -306,13 +303,13 @@ mod tests {
     async fn a_bad_url_or_header_fails_at_send_without_echoing_url_or_value() {
         let client = HttpClient::for_tests();
         let req = UpstreamRequest::post("openai", "not a url?key=sk-secret-in-query");
-        let e = client.send("openai", req).await.err().unwrap();
+        let e = client.send(req).await.err().unwrap();
         assert_eq!(e.status, 400);
         assert!(!e.message.contains("sk-secret"), "{}", e.message);
 
         let req = UpstreamRequest::post("openai", "http://127.0.0.1:9/v1")
             .header("x-extra", "line\nbreak-sk-secret");
-        let e = client.send("openai", req).await.err().unwrap();
+        let e = client.send(req).await.err().unwrap();
         assert_eq!(e.status, 400);
         assert!(e.message.contains("x-extra"), "{}", e.message);
         assert!(!e.message.contains("sk-secret"), "{}", e.message);
@@ -360,11 +357,7 @@ mod tests {
             .unwrap()
             .port();
         let req = UpstreamRequest::post("openai", &format!("http://127.0.0.1:{port}/v1"));
-        let e = HttpClient::for_tests()
-            .send("openai", req)
-            .await
-            .err()
-            .unwrap();
+        let e = HttpClient::for_tests().send(req).await.err().unwrap();
         assert_eq!(e.class, crate::providers::ErrorClass::Connection);
         assert!(e.message.starts_with("Connection error"), "{}", e.message);
         assert!(

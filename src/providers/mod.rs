@@ -264,7 +264,7 @@ async fn send_ok(
     provider: &'static str,
     req: UpstreamRequest,
 ) -> Result<UpstreamResponse, Error> {
-    let resp = ctx.http.send(provider, req).await?;
+    let resp = ctx.http.send(req).await?;
     let status = resp.status;
     if status.is_success() {
         return Ok(resp);

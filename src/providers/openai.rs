@@ -105,7 +105,7 @@ pub fn build(ctx: &CallContext<'_>, stream: bool) -> Result<UpstreamRequest, Err
     };
     req = super::with_extra_headers(req, dep);
     let bytes = serde_json::to_vec(&UpstreamBody { ctx, stream })
-        .map_err(|e| Error::invalid_request(dep.provider_name(), e))?;
+        .map_err(|e| Error::invalid_request(provider, e))?;
     Ok(req.json_body(bytes))
 }
 
@@ -138,12 +138,13 @@ fn top_level_value<'a>(doc: &'a [u8], key: &[u8]) -> Result<Option<&'a [u8]>, &'
     if doc[start] != b'{' {
         return Err("the answer is not a JSON object");
     }
-    let mut depth = 0usize;
-    let mut i = start;
+    // Inside the top-level object, before its first key.
+    let mut depth = 1usize;
+    let mut i = start + 1;
     let mut found: Option<&[u8]> = None;
     // Start of the value being scanned at depth 1 when it belongs to `key`.
     let mut value_start: Option<usize> = None;
-    let mut expect_key = false;
+    let mut expect_key = true;
     while i < doc.len() {
         match doc[i] {
             b'"' => {
@@ -195,9 +196,6 @@ fn top_level_value<'a>(doc: &'a [u8], key: &[u8]) -> Result<Option<&'a [u8]>, &'
                 expect_key = true;
             }
             _ => {}
-        }
-        if depth == 1 && doc[i] == b'{' && i == start {
-            expect_key = true;
         }
         i += 1;
     }

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::request::ProxyRequest;
 use super::ApiError;
-use crate::governance::{Admission, Caller};
+use crate::governance::{float_header, Admission, Caller};
 use crate::providers::{CallContext, Usage};
 use crate::router::DeploymentState;
 use crate::spend::SpendRow;
@@ -150,34 +150,23 @@ pub(crate) fn response_headers(
         }
     };
     push(CALL_ID, HeaderValue::from_str(&ctx.request_id).ok());
-    push(RESPONSE_COST, float_header(cost, None));
+    push(RESPONSE_COST, Some(float_header(cost, None)));
     push(MODEL_ID, fixed.model_id.clone());
     push(MODEL_API_BASE, fixed.model_api_base.clone());
     push(MODEL_GROUP, fixed.model_group.clone());
     push(ATTEMPTED_RETRIES, Some(HeaderValue::from(retries)));
     push(ATTEMPTED_FALLBACKS, Some(HeaderValue::from(fallbacks)));
-    push(RESPONSE_DURATION_MS, float_header(total_ms, Some(3)));
+    push(RESPONSE_DURATION_MS, Some(float_header(total_ms, Some(3))));
     push(
         VERSION,
         Some(HeaderValue::from_static(env!("CARGO_PKG_VERSION"))),
     );
     push(
         OVERHEAD_DURATION_MS,
-        float_header(ctx.overhead_ms(), Some(3)),
+        Some(float_header(ctx.overhead_ms(), Some(3))),
     );
     h.extend(admission.headers().iter().cloned());
     h
-}
-
-/// A float as a header value: shortest round-trip form, or with `decimals` places.
-fn float_header(v: f64, decimals: Option<usize>) -> Option<HeaderValue> {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(24);
-    let _ = match decimals {
-        Some(d) => write!(s, "{v:.d$}"),
-        None => write!(s, "{v}"),
-    };
-    HeaderValue::from_str(&s).ok()
 }
 
 impl Ctx {

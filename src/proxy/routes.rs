@@ -8,7 +8,8 @@ use crate::providers::CallType;
 use crate::state::AppState;
 
 /// The proxied POST endpoints `app::serve` hands to [`completions::serve_hot`] before
-/// axum's router sees them (the router keeps the same routes for in-process callers).
+/// axum's router sees them. The router keeps the same routes so that other methods on
+/// these paths get 405, and anything handed the router alone gets the same answers.
 pub fn hot_route(method: &axum::http::Method, path: &str) -> Option<CallType> {
     if method != axum::http::Method::POST {
         return None;

@@ -163,8 +163,8 @@ async fn run(
             // Commit in transactions of at most MAX_BATCH rows, oldest first.
             let mut rows = taken.into_iter().peekable();
             loop {
-                let mut chunk: Vec<SpendRow> = rows.by_ref().take(MAX_BATCH).collect();
-                commit(&store, &mut chunk, &counters, lane).await;
+                let chunk: Vec<SpendRow> = rows.by_ref().take(MAX_BATCH).collect();
+                commit(&store, chunk, &counters, lane).await;
                 if rows.peek().is_none() {
                     break;
                 }
@@ -190,15 +190,14 @@ async fn run(
 
 async fn commit(
     store: &Store,
-    rows: &mut Vec<SpendRow>,
+    batch: Vec<SpendRow>,
     counters: &CounterSource,
     idle: Option<&IdleWorker>,
 ) {
     let counters = counters();
-    if rows.is_empty() && counters.is_empty() {
+    if batch.is_empty() && counters.is_empty() {
         return;
     }
-    let batch = std::mem::take(rows);
     let store = store.clone();
     let work = move || -> Result<usize, crate::store::Error> {
         let mut encoded = Vec::with_capacity(batch.len());
