@@ -38,13 +38,64 @@ enum Msg {
     Close,
 }
 
+/// Emptied chunks kept for reuse: enough for the backlog that still commits at idle
+/// priority, so a saturated core recycles warm memory instead of faulting in fresh pages.
+const SPARE_CHUNKS: usize = BACKLOG_AT_NORMAL_PRIORITY / MAX_BATCH + 1;
+
 /// Rows recorded and not yet taken by the writer, in the order they were recorded.
 #[derive(Default)]
 struct Pending {
-    rows: Mutex<Vec<SpendRow>>,
+    chunks: Mutex<Chunks>,
     /// Set once the writer has stopped: later rows are dropped (and logged).
     stopped: AtomicBool,
     full: Notify,
+}
+
+/// The buffer as fixed-size chunks: a chunk is allocated with room for `MAX_BATCH` rows
+/// and never grows, so recording never copies the backlog into a larger allocation (at
+/// saturation that copy and its page faults cost more than the rows themselves), and
+/// each chunk is exactly one transaction for the writer.
+#[derive(Default)]
+struct Chunks {
+    /// Oldest first; only the last one is still being filled.
+    filled: Vec<Vec<SpendRow>>,
+    rows: usize,
+    spare: Vec<Vec<SpendRow>>,
+}
+
+impl Chunks {
+    /// Adds `row`; true when it filled its chunk.
+    fn push(&mut self, row: SpendRow) -> bool {
+        let chunk = match self.filled.last_mut() {
+            Some(c) if c.len() < MAX_BATCH => c,
+            _ => {
+                let fresh = self
+                    .spare
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(MAX_BATCH));
+                self.filled.push(fresh);
+                let last = self.filled.len() - 1;
+                &mut self.filled[last]
+            }
+        };
+        chunk.push(row);
+        self.rows += 1;
+        chunk.len() == MAX_BATCH
+    }
+
+    fn take(&mut self) -> (Vec<Vec<SpendRow>>, usize) {
+        (
+            std::mem::take(&mut self.filled),
+            std::mem::take(&mut self.rows),
+        )
+    }
+
+    fn give_back(&mut self, mut chunk: Vec<SpendRow>) {
+        if self.spare.len() < SPARE_CHUNKS && chunk.capacity() == MAX_BATCH {
+            chunk.clear();
+            self.spare.push(chunk);
+        }
+    }
 }
 
 /// Cheap to clone; recording never blocks on I/O (one short lock, no wake-up).
@@ -82,12 +133,8 @@ impl SpendWriter {
             error!("spend writer has stopped; a spend row was dropped");
             return;
         }
-        let queued = {
-            let mut rows = self.pending.rows.lock();
-            rows.push(row);
-            rows.len()
-        };
-        if queued == MAX_BATCH {
+        let filled_a_chunk = self.pending.chunks.lock().push(row);
+        if filled_a_chunk {
             self.pending.full.notify_one();
         }
     }
@@ -143,30 +190,25 @@ async fn run(
             // Rows recorded from now on are refused; those before are committed below.
             pending.stopped.store(true, Ordering::Release);
         }
-        let full = pending.rows.lock().len() >= MAX_BATCH;
+        let full = pending.chunks.lock().rows >= MAX_BATCH;
         let due = closed || full || !waiters.is_empty() || last_commit.elapsed() >= interval;
         if due {
             // Every row recorded before a flush or close was asked is in the buffer now.
-            // An empty buffer of about the same capacity replaces it, so recording does
-            // not regrow it from nothing after every commit.
-            let taken = {
-                let mut rows = pending.rows.lock();
-                let capacity = rows.capacity().min(4 * MAX_BATCH);
-                std::mem::replace(&mut *rows, Vec::with_capacity(capacity))
-            };
+            let (chunks, rows) = pending.chunks.lock().take();
             // Idle priority while the writer keeps up; normal when it falls behind or
             // the gateway is shutting down.
             let lane = match &idle {
-                Some(w) if !closed && taken.len() <= BACKLOG_AT_NORMAL_PRIORITY => Some(w),
+                Some(w) if !closed && rows <= BACKLOG_AT_NORMAL_PRIORITY => Some(w),
                 _ => None,
             };
-            // Commit in transactions of at most MAX_BATCH rows, oldest first.
-            let mut rows = taken.into_iter().peekable();
-            loop {
-                let chunk: Vec<SpendRow> = rows.by_ref().take(MAX_BATCH).collect();
-                commit(&store, chunk, &counters, lane).await;
-                if rows.peek().is_none() {
-                    break;
+            // One transaction a chunk, oldest first; the counters go with the first. An
+            // empty buffer still commits once, for counters changed without a row.
+            if chunks.is_empty() {
+                commit(&store, Vec::new(), &counters, lane).await;
+            }
+            for chunk in chunks {
+                if let Some(emptied) = commit(&store, chunk, &counters, lane).await {
+                    pending.chunks.lock().give_back(emptied);
                 }
             }
             last_commit = tokio::time::Instant::now();
@@ -188,51 +230,70 @@ async fn run(
     }
 }
 
+/// Commits `batch` with the counters changed since the last commit and hands back the
+/// emptied batch for reuse.
 async fn commit(
     store: &Store,
-    batch: Vec<SpendRow>,
+    mut batch: Vec<SpendRow>,
     counters: &CounterSource,
     idle: Option<&IdleWorker>,
-) {
+) -> Option<Vec<SpendRow>> {
     let counters = counters();
     if batch.is_empty() && counters.is_empty() {
-        return;
+        return Some(batch);
     }
     let store = store.clone();
-    let work = move || -> Result<usize, crate::store::Error> {
-        let mut encoded = Vec::with_capacity(batch.len());
-        let mut daily: HashMap<String, DailyAggregate> = HashMap::new();
-        for r in &batch {
-            encoded.push(r.encode());
-            let agg = DailyAggregate::from_row(r);
-            for k in r.aggregate_keys() {
-                daily.entry(k).or_default().add(&agg);
-            }
-        }
-        let daily: Vec<(String, Vec<u8>)> = daily
-            .into_iter()
-            .map(|(k, v)| Ok((k, serde_json::to_vec(&v)?)))
-            .collect::<Result<_, serde_json::Error>>()?;
-        let merge = |old: Option<&[u8]>, delta: &[u8]| -> crate::store::Result<Vec<u8>> {
-            let mut sum: DailyAggregate = match old {
-                Some(o) => serde_json::from_slice(o)?,
-                None => DailyAggregate::default(),
-            };
-            sum.add(&serde_json::from_slice(delta)?);
-            Ok(serde_json::to_vec(&sum)?)
-        };
-        store.commit_spend(&encoded, &daily, &merge, &counters)?;
-        Ok(batch.len())
+    let work = move || -> (Vec<SpendRow>, Result<(), crate::store::Error>) {
+        let result = commit_batch(&store, &batch, &counters);
+        batch.clear();
+        (batch, result)
     };
     let result = match idle {
         Some(w) => w.run(work).await,
         None => tokio::task::spawn_blocking(work).await.ok(),
     };
     match result {
-        Some(Ok(_)) => {}
-        Some(Err(e)) => error!(error = %e, "spend batch commit failed"),
-        None => error!("spend batch task failed"),
+        Some((emptied, Ok(()))) => Some(emptied),
+        Some((emptied, Err(e))) => {
+            error!(error = %e, "spend batch commit failed");
+            Some(emptied)
+        }
+        None => {
+            error!("spend batch task failed");
+            None
+        }
     }
+}
+
+/// One redb transaction: the rows, their daily aggregates and the budget counters.
+fn commit_batch(
+    store: &Store,
+    batch: &[SpendRow],
+    counters: &[(String, Vec<u8>)],
+) -> Result<(), crate::store::Error> {
+    let mut encoded = Vec::with_capacity(batch.len());
+    let mut daily: HashMap<String, DailyAggregate> = HashMap::new();
+    for r in batch {
+        encoded.push(r.encode());
+        let agg = DailyAggregate::from_row(r);
+        for k in r.aggregate_keys() {
+            daily.entry(k).or_default().add(&agg);
+        }
+    }
+    let daily: Vec<(String, Vec<u8>)> = daily
+        .into_iter()
+        .map(|(k, v)| Ok((k, serde_json::to_vec(&v)?)))
+        .collect::<Result<_, serde_json::Error>>()?;
+    let merge = |old: Option<&[u8]>, delta: &[u8]| -> crate::store::Result<Vec<u8>> {
+        let mut sum: DailyAggregate = match old {
+            Some(o) => serde_json::from_slice(o)?,
+            None => DailyAggregate::default(),
+        };
+        sum.add(&serde_json::from_slice(delta)?);
+        Ok(serde_json::to_vec(&sum)?)
+    };
+    store.commit_spend(&encoded, &daily, &merge, counters)?;
+    Ok(())
 }
 
 async fn prune(store: &Store, retention: Duration) {
@@ -282,6 +343,37 @@ mod tests {
             Arc::new(Vec::new),
         );
         (dir, store, writer, handle)
+    }
+
+    #[test]
+    fn chunks_never_grow_and_emptied_ones_are_reused() {
+        let mut chunks = Chunks::default();
+        let filling: Vec<usize> = (0..MAX_BATCH + 1)
+            .filter(|&i| chunks.push(row(i)))
+            .collect();
+        assert_eq!(
+            filling,
+            vec![MAX_BATCH - 1],
+            "only the row that fills a chunk says so"
+        );
+        let (taken, rows) = chunks.take();
+        assert_eq!((taken.len(), rows), (2, MAX_BATCH + 1));
+        assert!(taken.iter().all(|c| c.capacity() == MAX_BATCH));
+        assert_eq!(taken[1][0].request_id, format!("r{MAX_BATCH}"));
+        let given: Vec<*const SpendRow> = taken.iter().map(|c| c.as_ptr()).collect();
+        for chunk in taken {
+            chunks.give_back(chunk);
+        }
+        chunks.push(row(0));
+        let (again, rows) = chunks.take();
+        assert_eq!(rows, 1);
+        assert!(
+            given.contains(&again[0].as_ptr()),
+            "a spare chunk is reused"
+        );
+        assert_eq!(chunks.spare.len(), 1, "the other stays in reserve");
+        chunks.give_back(Vec::with_capacity(3));
+        assert_eq!(chunks.spare.len(), 1, "only full-size chunks are kept");
     }
 
     #[tokio::test]
