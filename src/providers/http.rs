@@ -1,5 +1,7 @@
-//! The upstream HTTP client: one pooled hyper client (rustls, HTTP/1.1 and HTTP/2 by
-//! ALPN, TCP_NODELAY, no redirects) and the request/response types adapters use.
+//! The upstream HTTP client and the request/response types adapters use: plain-`http://`
+//! upstreams go through the gateway's own HTTP/1.1 pool (`h1.rs`), HTTPS ones through one
+//! pooled hyper client (rustls, HTTP/1.1 and HTTP/2 by ALPN); TCP_NODELAY and no
+//! redirects for both.
 //!
 //! Bare hyper rather than reqwest: on the proxy's hot path reqwest's URL parsing, redirect
 //! and retry layers cost several microseconds a request (see bench/RESULTS.md), and the
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
@@ -28,7 +30,12 @@ const USER_AGENT_VALUE: &str = concat!("switchyard/", env!("CARGO_PKG_VERSION"))
 #[derive(Clone)]
 pub struct HttpClient {
     inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    plain: super::h1::Pool,
 }
+
+/// Idle connections kept per upstream host.
+const MAX_IDLE_PER_HOST: usize = 512;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How upstream TLS certificates are checked (LiteLLM's `ssl_verify` / `SSL_CERT_FILE`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,7 +62,7 @@ impl HttpClient {
         http.enforce_http(false);
         // Without it every request written in two pieces waits for a delayed ACK.
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config(tls)?)
             .https_or_http()
@@ -65,9 +72,12 @@ impl HttpClient {
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(512)
+            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
             .build(https);
-        Ok(HttpClient { inner })
+        Ok(HttpClient {
+            inner,
+            plain: super::h1::Pool::new(MAX_IDLE_PER_HOST, CONNECT_TIMEOUT),
+        })
     }
 
     /// Sends `req`; a transport failure becomes a connection error of its provider.
@@ -76,12 +86,26 @@ impl HttpClient {
         if let Some(e) = req.error {
             return Err(e);
         }
+        let mut headers = req.headers;
+        headers
+            .entry(USER_AGENT)
+            .or_insert(HeaderValue::from_static(USER_AGENT_VALUE));
+        if req.uri.scheme() == Some(&http::uri::Scheme::HTTP) {
+            let authority = req.uri.authority().map(|a| a.as_str()).unwrap_or("");
+            let head = super::h1::request_head(&req.uri, &headers, req.body.len());
+            let answer = self
+                .plain
+                .send(authority, head, req.body)
+                .await
+                .map_err(|e| Error::connection(provider, &e))?;
+            return Ok(UpstreamResponse {
+                status: answer.status,
+                answer: Answer::Plain(answer),
+            });
+        }
         let mut builder = hyper::Request::builder().method(Method::POST).uri(req.uri);
-        if let Some(headers) = builder.headers_mut() {
-            *headers = req.headers;
-            headers
-                .entry(USER_AGENT)
-                .or_insert(HeaderValue::from_static(USER_AGENT_VALUE));
+        if let Some(h) = builder.headers_mut() {
+            *h = headers;
         }
         let request = builder
             .body(Full::new(req.body))
@@ -94,8 +118,10 @@ impl HttpClient {
         let (parts, body) = resp.into_parts();
         Ok(UpstreamResponse {
             status: parts.status,
-            headers: parts.headers,
-            body,
+            answer: Answer::Hyper {
+                headers: parts.headers,
+                body,
+            },
         })
     }
 }
@@ -275,25 +301,62 @@ impl UpstreamRequest {
 /// An upstream's answer: status and headers read, body still on the wire.
 pub struct UpstreamResponse {
     pub status: StatusCode,
-    pub headers: HeaderMap,
-    body: Incoming,
+    answer: Answer,
+}
+
+enum Answer {
+    Hyper { headers: HeaderMap, body: Incoming },
+    Plain(super::h1::Response),
 }
 
 impl UpstreamResponse {
+    /// The answer's headers.
+    pub fn headers(&self) -> HeaderMap {
+        match &self.answer {
+            Answer::Hyper { headers, .. } => headers.clone(),
+            Answer::Plain(answer) => answer.headers(),
+        }
+    }
+
     /// Reads the whole body.
     pub async fn bytes(self, provider: &'static str) -> Result<Bytes, Error> {
-        self.body
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .map_err(|e| Error::connection(provider, &e))
+        match self.answer {
+            Answer::Hyper { body, .. } => body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .map_err(|e| Error::connection(provider, &e)),
+            Answer::Plain(answer) => answer
+                .body
+                .collect()
+                .await
+                .map_err(|e| Error::connection(provider, &e)),
+        }
     }
 
     /// The body as it arrives. Dropping the stream closes the upstream connection.
-    pub fn bytes_stream(self) -> impl Stream<Item = Result<Bytes, hyper::Error>> + Send {
-        self.body.into_data_stream()
+    pub fn bytes_stream(self) -> BodyStream {
+        match self.answer {
+            Answer::Hyper { body, .. } => Box::pin(
+                body.into_data_stream()
+                    .map(|piece| piece.map_err(std::io::Error::other)),
+            ),
+            Answer::Plain(answer) => Box::pin(futures_util::stream::unfold(
+                answer.body,
+                |mut body| async move {
+                    match body.next().await {
+                        Ok(Some(piece)) => Some((Ok(piece), body)),
+                        Ok(None) => None,
+                        Err(e) => Some((Err(e), body)),
+                    }
+                },
+            )),
+        }
     }
 }
+
+/// An answer's body as it arrives.
+pub type BodyStream = std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@
 pub mod anthropic;
 pub mod azure;
 pub mod error;
+mod h1;
 pub mod http;
 pub mod mock;
 pub mod openai;
@@ -269,7 +270,7 @@ async fn send_ok(
     if status.is_success() {
         return Ok(resp);
     }
-    let headers = resp.headers.clone();
+    let headers = resp.headers();
     let bytes = resp.bytes(provider).await.unwrap_or_default();
     Err(Error::from_status(
         provider,

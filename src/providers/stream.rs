@@ -38,7 +38,7 @@ pub fn from_sse<T: Translator>(
     translator: T,
 ) -> ChunkStream {
     struct State<T> {
-        body: Pin<Box<dyn Stream<Item = Result<Bytes, hyper::Error>> + Send>>,
+        body: super::http::BodyStream,
         parser: Parser,
         translator: T,
         pending: std::collections::VecDeque<StreamItem>,
@@ -46,7 +46,7 @@ pub fn from_sse<T: Translator>(
         done: bool,
     }
     let state = State {
-        body: Box::pin(resp.bytes_stream()),
+        body: resp.bytes_stream(),
         parser: Parser::new(),
         translator,
         pending: Default::default(),
