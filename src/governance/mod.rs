@@ -70,12 +70,30 @@ const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remain
 /// A float as a header value: shortest round-trip form, or with `decimals` places. Also
 /// used for the proxy's cost and duration headers.
 pub fn float_header(v: f64, decimals: Option<usize>) -> HeaderValue {
-    let text = match decimals {
-        Some(d) => format!("{v:.d$}"),
-        None => v.to_string(),
+    use std::io::Write;
+    if v == 0.0 && decimals.is_none() {
+        return HeaderValue::from_static("0");
+    }
+    // Formatted on the stack (a header per request otherwise costs two allocations);
+    // a number too long for the buffer takes the allocating path.
+    let mut buf = [0u8; 48];
+    let mut rest = &mut buf[..];
+    let written = match decimals {
+        Some(d) => write!(rest, "{v:.d$}"),
+        None => write!(rest, "{v}"),
+    };
+    let text = match written {
+        Ok(()) => {
+            let len = 48 - rest.len();
+            std::borrow::Cow::Borrowed(&buf[..len])
+        }
+        Err(_) => std::borrow::Cow::Owned(match decimals {
+            Some(d) => format!("{v:.d$}").into_bytes(),
+            None => v.to_string().into_bytes(),
+        }),
     };
     // A formatted f64 is ASCII digits, sign, point, exponent or inf/NaN: always valid.
-    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("0"))
+    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Counter owner keys (also the `SPEND_COUNTERS` keys).
@@ -577,5 +595,18 @@ mod tests {
             "/v1/chat/completions"
         ));
         assert!(!route_allowed(&["/embeddings".into()], "/chat/completions"));
+    }
+
+    #[test]
+    fn float_headers_match_rusts_float_formatting() {
+        let text = |v: f64, d: Option<usize>| float_header(v, d).to_str().unwrap().to_owned();
+        assert_eq!(text(0.0, None), "0");
+        assert_eq!(text(0.5, None), "0.5");
+        assert_eq!(text(1.5e-5, None), "0.000015");
+        assert_eq!(text(12.3456, Some(3)), "12.346");
+        assert_eq!(text(0.0, Some(3)), "0.000");
+        // Longer than the stack buffer: the same text by the allocating path.
+        assert_eq!(text(1e300, None), 1e300.to_string());
+        assert_eq!(text(-2.0e40, Some(2)), format!("{:.2}", -2.0e40));
     }
 }

@@ -132,6 +132,21 @@ const RESPONSE_DURATION_MS: HeaderName = HeaderName::from_static("x-litellm-resp
 const VERSION: HeaderName = HeaderName::from_static("x-litellm-version");
 const OVERHEAD_DURATION_MS: HeaderName = HeaderName::from_static("x-litellm-overhead-duration-ms");
 
+/// A small count as a header value; the usual ones (no retries, no fallbacks) without
+/// allocating.
+fn count_header(n: u32) -> HeaderValue {
+    static SMALL: [HeaderValue; 4] = [
+        HeaderValue::from_static("0"),
+        HeaderValue::from_static("1"),
+        HeaderValue::from_static("2"),
+        HeaderValue::from_static("3"),
+    ];
+    match SMALL.get(n as usize) {
+        Some(v) => v.clone(),
+        None => HeaderValue::from(n),
+    }
+}
+
 /// LiteLLM's response headers for a routed call.
 pub(crate) fn response_headers(
     ctx: &Ctx,
@@ -154,8 +169,8 @@ pub(crate) fn response_headers(
     push(MODEL_ID, fixed.model_id.clone());
     push(MODEL_API_BASE, fixed.model_api_base.clone());
     push(MODEL_GROUP, fixed.model_group.clone());
-    push(ATTEMPTED_RETRIES, Some(HeaderValue::from(retries)));
-    push(ATTEMPTED_FALLBACKS, Some(HeaderValue::from(fallbacks)));
+    push(ATTEMPTED_RETRIES, Some(count_header(retries)));
+    push(ATTEMPTED_FALLBACKS, Some(count_header(fallbacks)));
     push(RESPONSE_DURATION_MS, Some(float_header(total_ms, Some(3))));
     push(
         VERSION,

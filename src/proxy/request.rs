@@ -144,7 +144,8 @@ impl ProxyRequest {
         let stream = call != CallType::Embedding
             && body.get("stream").and_then(Value::as_bool).unwrap_or(false);
         let include_usage = body
-            .pointer("/stream_options/include_usage")
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
         let metadata = body.get("metadata").cloned().unwrap_or(Value::Null);

@@ -188,15 +188,13 @@ impl Router {
         now: Instant,
     ) -> Result<Vec<Arc<DeploymentState>>, (String, Option<Duration>)> {
         let all = self.group(group);
-        let fits: Vec<_> = all
-            .iter()
-            .filter(|d| {
-                !self.settings.enable_pre_call_checks
-                    || d.context_window.is_none_or(|w| req.est_prompt_tokens <= w)
-            })
-            .cloned()
-            .collect();
-        if fits.is_empty() && !all.is_empty() {
+        // Filters applied in passes over the group rather than into intermediate lists:
+        // this runs on every request and groups are small.
+        let fits = |d: &DeploymentState| {
+            !self.settings.enable_pre_call_checks
+                || d.context_window.is_none_or(|w| req.est_prompt_tokens <= w)
+        };
+        if !all.is_empty() && !all.iter().any(|d| fits(d)) {
             return Err((
                 format!(
                     "the request's ~{} prompt tokens exceed every deployment's context window",
@@ -205,33 +203,33 @@ impl Router {
                 None,
             ));
         }
-        let healthy: Vec<_> = fits
-            .iter()
-            .filter(|d| !d.is_cooling_down(now))
-            .cloned()
-            .collect();
-        if healthy.is_empty() {
-            let wait = fits.iter().filter_map(|d| d.cooldown_remaining(now)).min();
+        let healthy = |d: &DeploymentState| fits(d) && !d.is_cooling_down(now);
+        if !all.iter().any(|d| healthy(d)) {
+            let wait = all
+                .iter()
+                .filter(|d| fits(d))
+                .filter_map(|d| d.cooldown_remaining(now))
+                .min();
             return Err((
                 "all deployments are cooling down after failures".into(),
                 wait,
             ));
         }
         // Prefer deployments not yet tried in this request, when any remain.
-        let fresh: Vec<_> = healthy
+        let untried = |d: &DeploymentState| !exclude.contains(&d.dep.id);
+        let prefer_untried = all.iter().any(|d| healthy(d) && untried(d));
+        let eligible = |d: &DeploymentState| healthy(d) && (!prefer_untried || untried(d));
+        let order = |d: &DeploymentState| d.dep.order.unwrap_or(u32::MAX);
+        let best = all
             .iter()
-            .filter(|d| !exclude.contains(&d.dep.id))
-            .cloned()
-            .collect();
-        let pool = if fresh.is_empty() { healthy } else { fresh };
-        let best = pool
-            .iter()
-            .map(|d| d.dep.order.unwrap_or(u32::MAX))
+            .filter(|d| eligible(d))
+            .map(|d| order(d))
             .min()
             .unwrap_or(u32::MAX);
-        Ok(pool
-            .into_iter()
-            .filter(|d| d.dep.order.unwrap_or(u32::MAX) == best)
+        Ok(all
+            .iter()
+            .filter(|d| eligible(d) && order(d) == best)
+            .cloned()
             .collect())
     }
 
