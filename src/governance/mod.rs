@@ -74,6 +74,9 @@ pub fn float_header(v: f64, decimals: Option<usize>) -> HeaderValue {
     if v == 0.0 && decimals.is_none() {
         return HeaderValue::from_static("0");
     }
+    if let Some(fixed) = decimals.and_then(|d| fixed_point(v, d)) {
+        return fixed;
+    }
     // Formatted on the stack (a header per request otherwise costs two allocations);
     // a number too long for the buffer takes the allocating path.
     let mut buf = [0u8; 48];
@@ -94,6 +97,36 @@ pub fn float_header(v: f64, decimals: Option<usize>) -> HeaderValue {
     };
     // A formatted f64 is ASCII digits, sign, point, exponent or inf/NaN: always valid.
     HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// `v` with `decimals` places by integer arithmetic, for the common case (non-negative,
+/// under 10^12, up to 6 places): the general float formatter costs more than the rest of
+/// the header. `None` leaves the value to it.
+fn fixed_point(v: f64, decimals: usize) -> Option<HeaderValue> {
+    if !(0.0..1e12).contains(&v) || decimals > 6 {
+        return None;
+    }
+    let scale = 10u64.pow(decimals as u32);
+    let scaled = (v * scale as f64).round() as u64;
+    let (int, frac) = (scaled / scale, scaled % scale);
+    let mut buf = [0u8; 24];
+    let mut ints = itoa::Buffer::new();
+    let int = ints.format(int).as_bytes();
+    buf[..int.len()].copy_from_slice(int);
+    let mut len = int.len();
+    if decimals > 0 {
+        buf[len] = b'.';
+        len += 1;
+        let mut digits = [b'0'; 6];
+        let mut f = frac;
+        for d in digits[..decimals].iter_mut().rev() {
+            *d = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
+        buf[len..len + decimals].copy_from_slice(&digits[..decimals]);
+        len += decimals;
+    }
+    HeaderValue::from_bytes(&buf[..len]).ok()
 }
 
 /// Counter owner keys (also the `SPEND_COUNTERS` keys).
@@ -605,6 +638,12 @@ mod tests {
         assert_eq!(text(1.5e-5, None), "0.000015");
         assert_eq!(text(12.3456, Some(3)), "12.346");
         assert_eq!(text(0.0, Some(3)), "0.000");
+        assert_eq!(text(7.0, Some(0)), "7");
+        // An exact tie rounds away from zero (Rust's formatter rounds it to even).
+        assert_eq!(text(0.0625, Some(3)), "0.063");
+        assert_eq!(text(1234.5678, Some(2)), "1234.57");
+        assert_eq!(text(0.004, Some(3)), "0.004");
+        assert_eq!(text(99.9996, Some(3)), "100.000");
         // Longer than the stack buffer: the same text by the allocating path.
         assert_eq!(text(1e300, None), 1e300.to_string());
         assert_eq!(text(-2.0e40, Some(2)), format!("{:.2}", -2.0e40));

@@ -237,6 +237,21 @@ impl UpstreamRequest {
         }
     }
 
+    /// A copy without the body, for a prepared head; `None` if building it failed (the
+    /// failure is then reported by building again per request).
+    pub fn duplicate(&self) -> Option<UpstreamRequest> {
+        if self.error.is_some() {
+            return None;
+        }
+        Some(UpstreamRequest {
+            provider: self.provider,
+            uri: self.uri.clone(),
+            headers: self.headers.clone(),
+            body: Bytes::new(),
+            error: None,
+        })
+    }
+
     /// Adds a header (appends, like reqwest: repeated names are all sent).
     pub fn header(self, name: &str, value: &str) -> UpstreamRequest {
         self.header_inner(name, value, false)

@@ -207,6 +207,42 @@ pub struct CallContext<'a> {
     pub body: &'a Value,
     /// Time allowed for the whole (non-stream) call or until the first stream chunk.
     pub timeout: Duration,
+    /// The deployment's prepared request heads, when the caller keeps them.
+    pub prepared: Option<&'a Prepared>,
+}
+
+/// The URL and fixed headers of a deployment's upstream requests, one per call type,
+/// built once when the deployment is loaded: parsing them per request cost more than
+/// the rest of building the request.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    heads: [Option<UpstreamRequest>; 3],
+}
+
+impl Prepared {
+    pub fn for_deployment(dep: &Deployment) -> Prepared {
+        let head = |call| match dep.wire {
+            Wire::OpenAi | Wire::Azure => openai::head(dep, call).ok(),
+            Wire::Anthropic | Wire::Mock => None,
+        };
+        Prepared {
+            heads: [
+                head(CallType::Chat),
+                head(CallType::Completion),
+                head(CallType::Embedding),
+            ],
+        }
+    }
+
+    /// A copy of the head for `call`, ready for a body.
+    fn head(&self, call: CallType) -> Option<UpstreamRequest> {
+        let i = match call {
+            CallType::Chat => 0,
+            CallType::Completion => 1,
+            CallType::Embedding => 2,
+        };
+        self.heads[i].as_ref().and_then(UpstreamRequest::duplicate)
+    }
 }
 
 /// Calls the deployment and returns the whole answer.

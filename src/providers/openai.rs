@@ -78,10 +78,21 @@ impl Serialize for UpstreamBody<'_> {
 
 pub fn build(ctx: &CallContext<'_>, stream: bool) -> Result<UpstreamRequest, Error> {
     let dep = ctx.deployment;
+    let req = match ctx.prepared.and_then(|p| p.head(ctx.call)) {
+        Some(req) => req,
+        None => head(dep, ctx.call)?,
+    };
+    let bytes = serde_json::to_vec(&UpstreamBody { ctx, stream })
+        .map_err(|e| Error::invalid_request(dep.provider_name(), e))?;
+    Ok(req.json_body(bytes))
+}
+
+/// The request without its body: URL, key and the deployment's fixed headers.
+pub(super) fn head(dep: &super::Deployment, call: CallType) -> Result<UpstreamRequest, Error> {
     let provider = dep.provider_name();
-    let mut req = match dep.wire {
+    let req = match dep.wire {
         Wire::Azure => {
-            let url = azure::url(dep, ctx.call)?;
+            let url = azure::url(dep, call)?;
             let mut r = UpstreamRequest::post(provider, &url);
             if let Some(key) = &dep.api_key {
                 r = r.secret_header("api-key", key);
@@ -92,7 +103,7 @@ pub fn build(ctx: &CallContext<'_>, stream: bool) -> Result<UpstreamRequest, Err
             let mut url = String::with_capacity(dep.api_base.len() + 20);
             url.push_str(&dep.api_base);
             url.push('/');
-            url.push_str(ctx.call.openai_path());
+            url.push_str(call.openai_path());
             let mut r = UpstreamRequest::post(provider, &url);
             if let Some(key) = &dep.api_key {
                 r = r.bearer_auth(key);
@@ -103,10 +114,7 @@ pub fn build(ctx: &CallContext<'_>, stream: bool) -> Result<UpstreamRequest, Err
             r
         }
     };
-    req = super::with_extra_headers(req, dep);
-    let bytes = serde_json::to_vec(&UpstreamBody { ctx, stream })
-        .map_err(|e| Error::invalid_request(provider, e))?;
-    Ok(req.json_body(bytes))
+    Ok(super::with_extra_headers(req, dep))
 }
 
 /// Checks the answer is one JSON object, reads its top-level `usage`, and keeps the bytes
@@ -150,11 +158,19 @@ fn top_level_value<'a>(doc: &'a [u8], key: &[u8]) -> Result<Option<&'a [u8]>, &'
             b'"' => {
                 let s = i + 1;
                 i = s;
-                while i < doc.len() && doc[i] != b'"' {
-                    i += if doc[i] == b'\\' { 2 } else { 1 };
-                }
-                if i >= doc.len() {
-                    return Err("unterminated string in the answer");
+                // To the closing quote, skipping escaped characters.
+                loop {
+                    let Some(off) = doc
+                        .get(i..)
+                        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                    else {
+                        return Err("unterminated string in the answer");
+                    };
+                    i += off;
+                    if doc[i] == b'"' {
+                        break;
+                    }
+                    i += 2;
                 }
                 if depth == 1 && expect_key {
                     expect_key = false;
@@ -279,6 +295,7 @@ mod tests {
             call: CallType::Chat,
             body: &body,
             timeout: std::time::Duration::from_secs(1),
+            prepared: None,
         };
         let out: Value = serde_json::from_slice(
             &serde_json::to_vec(&UpstreamBody {
@@ -308,6 +325,40 @@ mod tests {
             "a non-stream call passes the client's fields as they are"
         );
         assert!(out.get("metadata").is_none());
+    }
+
+    #[test]
+    fn a_prepared_head_builds_the_same_request_for_each_call_and_wire() {
+        let http = crate::providers::HttpClient::for_tests();
+        let body = serde_json::json!({"model": "alias", "messages": [], "input": "x"});
+        for wire in [Wire::OpenAi, Wire::Azure] {
+            let mut dep = crate::deployment::test_deployment("d", "alias", wire);
+            dep.api_base = "http://127.0.0.1:9/v1".into();
+            dep.api_key = Some("sk-up".into());
+            dep.organization = Some("org-1".into());
+            dep.extra_headers = vec![("x-extra".into(), "1".into())];
+            let prepared = super::super::Prepared::for_deployment(&dep);
+            for call in [CallType::Chat, CallType::Completion, CallType::Embedding] {
+                let ctx = |prepared| CallContext {
+                    http: &http,
+                    deployment: &dep,
+                    call,
+                    body: &body,
+                    timeout: std::time::Duration::from_secs(1),
+                    prepared,
+                };
+                let fresh = build(&ctx(None), false).unwrap();
+                let ready = build(&ctx(Some(&prepared)), false).unwrap();
+                assert!(
+                    prepared.head(call).is_some(),
+                    "{wire:?} {call:?} is prepared"
+                );
+                assert_eq!(ready.uri(), fresh.uri(), "{wire:?} {call:?}");
+                assert_eq!(ready.headers(), fresh.headers(), "{wire:?} {call:?}");
+                assert!(ready.headers().values().any(|v| v.is_sensitive()));
+                assert_eq!(ready.body(), fresh.body());
+            }
+        }
     }
 
     #[test]
@@ -351,6 +402,7 @@ mod tests {
             r#"{"id":"x"}}"#,
             r#"{"id":"x"} trailing"#,
             r#"{"id":"unterminated}"#,
+            r#"{"id":"ends on an escape\"#,
             r#"{"usage":{"prompt_tokens":}}"#,
             r#"{"id" 1}"#,
         ] {

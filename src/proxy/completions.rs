@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
@@ -145,7 +145,7 @@ async fn admit_and_run(
         req,
         caller,
         body,
-        request_id: format!("chatcmpl-{}", uuid::Uuid::new_v4()),
+        request_id: new_request_id(),
         started,
         started_at,
         est_prompt_tokens,
@@ -218,11 +218,20 @@ async fn whole(
                 row.response = Some(answer.json());
             }
             ctx.app.spend.record(row);
-            let mut resp = match answer.raw {
-                Some(raw) => ([(CONTENT_TYPE, "application/json")], raw).into_response(),
-                None => axum::Json(answer.body).into_response(),
+            let resp = match answer.raw {
+                Some(raw) => {
+                    let mut headers = headers;
+                    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    let mut resp = Response::new(axum::body::Body::from(raw));
+                    *resp.headers_mut() = headers;
+                    resp
+                }
+                None => {
+                    let mut resp = axum::Json(answer.body).into_response();
+                    apply_headers(&mut resp, headers);
+                    resp
+                }
             };
-            apply_headers(&mut resp, headers);
             Ok(resp)
         }
         Err(e) => {
@@ -232,6 +241,16 @@ async fn whole(
             Err(err)
         }
     }
+}
+
+/// `chatcmpl-<uuid v4>`, LiteLLM's call id, without the formatting machinery.
+fn new_request_id() -> String {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let uuid = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    let mut id = String::with_capacity(9 + uuid.len());
+    id.push_str("chatcmpl-");
+    id.push_str(uuid);
+    id
 }
 
 /// Local estimate when an upstream reports no usage (documented: ~4 characters a token).

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 use serde_json::Value;
 
@@ -13,7 +13,7 @@ use super::ApiError;
 use crate::governance::{float_header, Admission, Caller};
 use crate::providers::{CallContext, Usage};
 use crate::router::DeploymentState;
-use crate::spend::SpendRow;
+use crate::spend::{rfc3339_millis, SpendRow};
 use crate::state::AppState;
 
 /// Everything known about a request once it is admitted; shared by both answer paths.
@@ -64,10 +64,8 @@ pub(crate) fn base_row(
         model_id: dep.map(|d| d.dep.id.clone()).unwrap_or_default(),
         api_base: dep.map(|d| d.public_api_base.clone()).unwrap_or_default(),
         custom_llm_provider: dep.map(|d| d.dep.provider.clone()).unwrap_or_default(),
-        start_time: ctx
-            .started_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        end_time: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        start_time: rfc3339_millis(ctx.started_at),
+        end_time: rfc3339_millis(now),
         duration_ms: ctx.started.elapsed().as_millis() as u64,
         status: "success".into(),
         http_status: 200,
@@ -147,7 +145,8 @@ fn count_header(n: u32) -> HeaderValue {
     }
 }
 
-/// LiteLLM's response headers for a routed call.
+/// LiteLLM's response headers for a routed call, in a map with room for the few the
+/// answer adds (content type, cache control).
 pub(crate) fn response_headers(
     ctx: &Ctx,
     dep: &DeploymentState,
@@ -155,32 +154,34 @@ pub(crate) fn response_headers(
     fallbacks: u32,
     cost: f64,
     admission: &Admission,
-) -> Vec<(HeaderName, HeaderValue)> {
+) -> HeaderMap {
     let total_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
     let fixed = &dep.fixed_headers;
-    let mut h: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(12 + admission.headers().len());
-    let mut push = |name: HeaderName, value: Option<HeaderValue>| {
+    let mut h = HeaderMap::with_capacity(14 + admission.headers().len());
+    let mut add = |name: HeaderName, value: Option<HeaderValue>| {
         if let Some(value) = value {
-            h.push((name, value));
+            h.append(name, value);
         }
     };
-    push(CALL_ID, HeaderValue::from_str(&ctx.request_id).ok());
-    push(RESPONSE_COST, Some(float_header(cost, None)));
-    push(MODEL_ID, fixed.model_id.clone());
-    push(MODEL_API_BASE, fixed.model_api_base.clone());
-    push(MODEL_GROUP, fixed.model_group.clone());
-    push(ATTEMPTED_RETRIES, Some(count_header(retries)));
-    push(ATTEMPTED_FALLBACKS, Some(count_header(fallbacks)));
-    push(RESPONSE_DURATION_MS, Some(float_header(total_ms, Some(3))));
-    push(
+    add(CALL_ID, HeaderValue::from_str(&ctx.request_id).ok());
+    add(RESPONSE_COST, Some(float_header(cost, None)));
+    add(MODEL_ID, fixed.model_id.clone());
+    add(MODEL_API_BASE, fixed.model_api_base.clone());
+    add(MODEL_GROUP, fixed.model_group.clone());
+    add(ATTEMPTED_RETRIES, Some(count_header(retries)));
+    add(ATTEMPTED_FALLBACKS, Some(count_header(fallbacks)));
+    add(RESPONSE_DURATION_MS, Some(float_header(total_ms, Some(3))));
+    add(
         VERSION,
         Some(HeaderValue::from_static(env!("CARGO_PKG_VERSION"))),
     );
-    push(
+    add(
         OVERHEAD_DURATION_MS,
         Some(float_header(ctx.overhead_ms(), Some(3))),
     );
-    h.extend(admission.headers().iter().cloned());
+    for (name, value) in admission.headers() {
+        h.insert(name.clone(), value.clone());
+    }
     h
 }
 
@@ -197,6 +198,7 @@ impl Ctx {
             call: self.req.call,
             body: &self.body,
             timeout: call_timeout(&self.app, dep, stream),
+            prepared: Some(&dep.prepared),
         }
     }
 
@@ -212,10 +214,19 @@ impl Ctx {
     }
 }
 
-pub(crate) fn apply_headers(resp: &mut Response, headers: Vec<(HeaderName, HeaderValue)>) {
-    let map = resp.headers_mut();
-    map.reserve(headers.len());
-    for (k, v) in headers {
-        map.insert(k, v);
+/// Puts `headers` on `resp`; the response's own headers (its content type) win.
+pub(crate) fn apply_headers(resp: &mut Response, mut headers: HeaderMap) {
+    let own = std::mem::take(resp.headers_mut());
+    let mut last = None;
+    for (name, value) in own {
+        // A name is given once, before its further values.
+        if let Some(name) = name {
+            headers.remove(&name);
+            last = Some(name);
+        }
+        if let Some(name) = &last {
+            headers.append(name.clone(), value);
+        }
     }
+    *resp.headers_mut() = headers;
 }

@@ -115,6 +115,7 @@ pub async fn health(
                 call,
                 body: &body,
                 timeout: std::time::Duration::from_secs(30).min(super::context::call_timeout(&app, &d, false)),
+                prepared: Some(&d.prepared),
             };
             let t = Instant::now();
             let r = providers::call(&ctx).await;

@@ -12,7 +12,7 @@ use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use super::context::{apply_headers, base_row, fill_usage, record_failure, response_headers, Ctx};
+use super::context::{base_row, fill_usage, record_failure, response_headers, Ctx};
 use super::ApiError;
 use crate::governance::Admission;
 use crate::providers::{self, ChunkStream, Error as ProviderError, StreamItem, Usage};
@@ -93,7 +93,7 @@ pub(crate) async fn respond(
             )
         })
         .unwrap_or(0.0);
-    let headers = response_headers(
+    let mut headers = response_headers(
         &ctx,
         &dep,
         routed.attempted_retries,
@@ -134,16 +134,18 @@ pub(crate) async fn respond(
     }));
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
-    let h = resp.headers_mut();
-    h.insert(
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    apply_headers(&mut resp, headers);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
+    *resp.headers_mut() = headers;
     Ok(resp)
 }
+
+/// Tells nginx-style proxies in front not to buffer the stream.
+const X_ACCEL_BUFFERING: header::HeaderName = header::HeaderName::from_static("x-accel-buffering");
 
 /// The state of one forwarded stream.
 struct Forward {

@@ -28,6 +28,8 @@ pub struct DeploymentState {
     pub public_api_base: String,
     /// LiteLLM's per-deployment response headers, built once rather than per request.
     pub fixed_headers: FixedHeaders,
+    /// URL and fixed headers of its upstream requests, built once.
+    pub prepared: crate::providers::Prepared,
     in_flight: AtomicU64,
     inner: Mutex<Live>,
 }
@@ -124,7 +126,9 @@ impl DeploymentState {
             model_api_base: header_value(&public_api_base),
             model_group: header_value(&dep.model_name),
         };
+        let prepared = crate::providers::Prepared::for_deployment(&dep);
         Arc::new(DeploymentState {
+            prepared,
             dep,
             context_window,
             price,

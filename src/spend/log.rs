@@ -66,21 +66,80 @@ impl SpendRow {
 
     /// Keys of the daily aggregates this row adds to: one main key, one per tag.
     pub fn aggregate_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        self.for_each_aggregate_key(&mut String::new(), |k| keys.push(k.to_owned()));
+        keys
+    }
+
+    /// Calls `f` with each aggregate key, built in `buf` (the writer's batch loop reuses
+    /// one buffer instead of allocating keys per row).
+    pub fn for_each_aggregate_key(&self, buf: &mut String, mut f: impl FnMut(&str)) {
         let dims = [
             self.api_key.as_str(),
             self.model.as_str(),
             self.team_id.as_deref().unwrap_or(""),
             self.user.as_deref().unwrap_or(""),
             self.end_user.as_deref().unwrap_or(""),
-        ]
-        .join(SEP);
+        ];
         let day = self.day();
-        let mut keys = vec![format!("{day}{SEP}K{SEP}{dims}")];
+        let mut build = |kind: &str, tag: Option<&str>| {
+            buf.clear();
+            for part in [day, kind].into_iter().chain(tag) {
+                buf.push_str(part);
+                buf.push_str(SEP);
+            }
+            for (i, d) in dims.iter().enumerate() {
+                if i > 0 {
+                    buf.push_str(SEP);
+                }
+                buf.push_str(d);
+            }
+            f(buf);
+        };
+        build("K", None);
         for tag in &self.request_tags {
-            keys.push(format!("{day}{SEP}T{SEP}{tag}{SEP}{dims}"));
+            build("T", Some(tag));
         }
-        keys
     }
+}
+
+/// `t` as RFC 3339 UTC with milliseconds (`2026-11-24T10:00:00.000Z`), the spend rows'
+/// time format. Every request formats two, and chrono's general formatter costs more
+/// than the rest of the row; years outside 1970–9999 take chrono's path.
+pub fn rfc3339_millis(t: chrono::DateTime<chrono::Utc>) -> String {
+    let ms = t.timestamp_millis();
+    if !(0..253_402_300_800_000).contains(&ms) {
+        return t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    }
+    let (days, ms_of_day) = (ms / 86_400_000, ms % 86_400_000);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm, shifted to
+    // eras starting on 0000-03-01).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (hour, minute) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60);
+    let (second, milli) = (ms_of_day / 1000 % 60, ms_of_day % 1000);
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: i64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, hour);
+    put(14, 2, minute);
+    put(17, 2, second);
+    put(20, 3, milli);
+    out.iter().map(|&b| b as char).collect()
 }
 
 /// Separates the parts of an aggregate key (a control character never seen in ids).
@@ -159,6 +218,37 @@ impl<'a> AggregateKey<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_millis_matches_chrono() {
+        use chrono::TimeZone;
+        let mut ms: i64 = 0;
+        let mut checked = 0;
+        // Day boundaries, leap days and centuries, then a spread of arbitrary instants.
+        let fixed = [
+            0,
+            951_782_400_000,
+            951_868_799_999,
+            4_107_542_400_000,
+            253_402_300_799_999,
+        ];
+        for step in 0..5_000i64 {
+            let t = fixed.get(step as usize).copied().unwrap_or_else(|| {
+                ms = (ms + 48_271 * 1_000_003 + step * 7_919) % 253_402_300_800_000;
+                ms
+            });
+            let at = chrono::Utc.timestamp_millis_opt(t).unwrap();
+            assert_eq!(
+                rfc3339_millis(at),
+                at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "{t}"
+            );
+            checked += 1;
+        }
+        assert_eq!(checked, 5_000);
+        let before = chrono::Utc.timestamp_millis_opt(-1).unwrap();
+        assert_eq!(rfc3339_millis(before), "1969-12-31T23:59:59.999Z");
+    }
 
     #[test]
     fn aggregate_keys_round_trip_with_one_entry_per_tag() {

@@ -9,5 +9,5 @@ pub mod prices;
 pub mod report;
 pub mod writer;
 
-pub use log::{DailyAggregate, SpendRow};
+pub use log::{rfc3339_millis, DailyAggregate, SpendRow};
 pub use writer::SpendWriter;

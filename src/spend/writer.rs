@@ -273,12 +273,18 @@ fn commit_batch(
 ) -> Result<(), crate::store::Error> {
     let mut encoded = Vec::with_capacity(batch.len());
     let mut daily: HashMap<String, DailyAggregate> = HashMap::new();
+    let mut key = String::new();
     for r in batch {
         encoded.push(r.encode());
         let agg = DailyAggregate::from_row(r);
-        for k in r.aggregate_keys() {
-            daily.entry(k).or_default().add(&agg);
-        }
+        r.for_each_aggregate_key(&mut key, |k| match daily.get_mut(k) {
+            Some(sum) => sum.add(&agg),
+            None => {
+                let mut sum = DailyAggregate::default();
+                sum.add(&agg);
+                daily.insert(k.to_owned(), sum);
+            }
+        });
     }
     let daily: Vec<(String, Vec<u8>)> = daily
         .into_iter()

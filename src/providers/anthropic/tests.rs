@@ -30,6 +30,7 @@ fn with_ctx<R>(
         call,
         body,
         timeout,
+        prepared: None,
     })
 }
 
