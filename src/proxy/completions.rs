@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
@@ -220,8 +219,7 @@ async fn whole(
             ctx.app.spend.record(row);
             let resp = match answer.raw {
                 Some(raw) => {
-                    let mut headers = headers;
-                    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    // `headers` carries the JSON content type.
                     let mut resp = Response::new(axum::body::Body::from(raw));
                     *resp.headers_mut() = headers;
                     resp

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 use serde_json::Value;
@@ -145,8 +146,36 @@ fn count_header(n: u32) -> HeaderValue {
     }
 }
 
-/// LiteLLM's response headers for a routed call, in a map with room for the few the
-/// answer adds (content type, cache control).
+/// The headers every answer from `dep` starts with: its fixed LiteLLM headers, and the
+/// per-request ones with their usual values, to be overwritten.
+fn header_template(dep: &DeploymentState) -> &HeaderMap {
+    dep.response_headers.get_or_init(|| {
+        let mut h = HeaderMap::with_capacity(16);
+        let zero = HeaderValue::from_static("0");
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(CALL_ID, zero.clone());
+        h.insert(RESPONSE_COST, zero.clone());
+        for (name, text) in [
+            (MODEL_ID, dep.dep.id.as_str()),
+            (MODEL_API_BASE, dep.public_api_base.as_str()),
+            (MODEL_GROUP, dep.dep.model_name.as_str()),
+        ] {
+            // Text that cannot be a header value leaves the header out.
+            if let Ok(v) = HeaderValue::from_str(text) {
+                h.insert(name, v);
+            }
+        }
+        h.insert(ATTEMPTED_RETRIES, zero.clone());
+        h.insert(ATTEMPTED_FALLBACKS, zero.clone());
+        h.insert(RESPONSE_DURATION_MS, zero.clone());
+        h.insert(VERSION, HeaderValue::from_static(env!("CARGO_PKG_VERSION")));
+        h.insert(OVERHEAD_DURATION_MS, zero);
+        h
+    })
+}
+
+/// LiteLLM's response headers for a routed call, with `content-type: application/json`
+/// (a streamed answer replaces it).
 pub(crate) fn response_headers(
     ctx: &Ctx,
     dep: &DeploymentState,
@@ -156,28 +185,28 @@ pub(crate) fn response_headers(
     admission: &Admission,
 ) -> HeaderMap {
     let total_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
-    let fixed = &dep.fixed_headers;
-    let mut h = HeaderMap::with_capacity(14 + admission.headers().len());
-    let mut add = |name: HeaderName, value: Option<HeaderValue>| {
-        if let Some(value) = value {
-            h.append(name, value);
+    let mut h = header_template(dep).clone();
+    let mut set = |name: &HeaderName, value: HeaderValue| {
+        if let Some(slot) = h.get_mut(name) {
+            *slot = value;
         }
     };
-    add(CALL_ID, HeaderValue::from_str(&ctx.request_id).ok());
-    add(RESPONSE_COST, Some(float_header(cost, None)));
-    add(MODEL_ID, fixed.model_id.clone());
-    add(MODEL_API_BASE, fixed.model_api_base.clone());
-    add(MODEL_GROUP, fixed.model_group.clone());
-    add(ATTEMPTED_RETRIES, Some(count_header(retries)));
-    add(ATTEMPTED_FALLBACKS, Some(count_header(fallbacks)));
-    add(RESPONSE_DURATION_MS, Some(float_header(total_ms, Some(3))));
-    add(
-        VERSION,
-        Some(HeaderValue::from_static(env!("CARGO_PKG_VERSION"))),
-    );
-    add(
-        OVERHEAD_DURATION_MS,
-        Some(float_header(ctx.overhead_ms(), Some(3))),
+    if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
+        set(&CALL_ID, id);
+    }
+    if cost != 0.0 {
+        set(&RESPONSE_COST, float_header(cost, None));
+    }
+    if retries != 0 {
+        set(&ATTEMPTED_RETRIES, count_header(retries));
+    }
+    if fallbacks != 0 {
+        set(&ATTEMPTED_FALLBACKS, count_header(fallbacks));
+    }
+    set(&RESPONSE_DURATION_MS, float_header(total_ms, Some(3)));
+    set(
+        &OVERHEAD_DURATION_MS,
+        float_header(ctx.overhead_ms(), Some(3)),
     );
     for (name, value) in admission.headers() {
         h.insert(name.clone(), value.clone());

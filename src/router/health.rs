@@ -1,7 +1,7 @@
 //! Live per-deployment state: requests in flight, latency (peak-EWMA), usage in the
 //! current minute, recent failures and cooldown.
 
-use http::HeaderValue;
+use http::HeaderMap;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,25 +26,13 @@ pub struct DeploymentState {
     pub price: Option<ModelPrice>,
     /// `api_base` without credentials or query, as logs and headers show it.
     pub public_api_base: String,
-    /// LiteLLM's per-deployment response headers, built once rather than per request.
-    pub fixed_headers: FixedHeaders,
+    /// The response headers every answer from it starts from, built by the proxy on
+    /// first use (cloning a ready map costs less than inserting each header again).
+    pub response_headers: std::sync::OnceLock<HeaderMap>,
     /// URL and fixed headers of its upstream requests, built once.
     pub prepared: crate::providers::Prepared,
     in_flight: AtomicU64,
     inner: Mutex<Live>,
-}
-
-/// `x-litellm-model-id`, `-model-api-base` and `-model-group` of one deployment; `None`
-/// where the text cannot be a header value (the header is then left out).
-#[derive(Debug, Clone)]
-pub struct FixedHeaders {
-    pub model_id: Option<HeaderValue>,
-    pub model_api_base: Option<HeaderValue>,
-    pub model_group: Option<HeaderValue>,
-}
-
-fn header_value(text: &str) -> Option<HeaderValue> {
-    HeaderValue::from_str(text).ok()
 }
 
 #[derive(Debug, Default)]
@@ -121,11 +109,6 @@ impl DeploymentState {
             .context_window_override()
             .or(price.as_ref().and_then(|p| p.max_input_tokens));
         let public_api_base = dep.public_api_base();
-        let fixed_headers = FixedHeaders {
-            model_id: header_value(&dep.id),
-            model_api_base: header_value(&public_api_base),
-            model_group: header_value(&dep.model_name),
-        };
         let prepared = crate::providers::Prepared::for_deployment(&dep);
         Arc::new(DeploymentState {
             prepared,
@@ -133,7 +116,7 @@ impl DeploymentState {
             context_window,
             price,
             public_api_base,
-            fixed_headers,
+            response_headers: std::sync::OnceLock::new(),
             in_flight: AtomicU64::new(0),
             inner: Mutex::new(Live::default()),
         })

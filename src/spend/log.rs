@@ -139,7 +139,8 @@ pub fn rfc3339_millis(t: chrono::DateTime<chrono::Utc>) -> String {
     put(14, 2, minute);
     put(17, 2, second);
     put(20, 3, milli);
-    out.iter().map(|&b| b as char).collect()
+    // Only ASCII digits and separators were written.
+    String::from_utf8(out.to_vec()).unwrap_or_default()
 }
 
 /// Separates the parts of an aggregate key (a control character never seen in ids).
