@@ -15,7 +15,7 @@ use tracing::{error, warn};
 
 use super::idle_worker::IdleWorker;
 use super::log::{DailyAggregate, SpendRow};
-use crate::store::Store;
+use crate::store::{Store, PACE_ROWS};
 
 /// Most rows committed in one transaction.
 const MAX_BATCH: usize = 2_000;
@@ -265,6 +265,14 @@ async fn commit(
     }
 }
 
+/// Lets a runnable request thread have the core. A batch is milliseconds of CPU; at
+/// normal priority (when the idle worker has fallen behind) the kernel would otherwise
+/// let it run a whole scheduler slice while requests wait (the c64 tail in
+/// bench/RESULTS.md). At idle priority it costs one cheap syscall per `PACE_ROWS` rows.
+fn yield_cpu() {
+    std::thread::yield_now();
+}
+
 /// One redb transaction: the rows, their daily aggregates and the budget counters.
 fn commit_batch(
     store: &Store,
@@ -274,7 +282,10 @@ fn commit_batch(
     let mut encoded = Vec::with_capacity(batch.len());
     let mut daily: HashMap<String, DailyAggregate> = HashMap::new();
     let mut key = String::new();
-    for r in batch {
+    for (i, r) in batch.iter().enumerate() {
+        if i % PACE_ROWS == PACE_ROWS - 1 {
+            yield_cpu();
+        }
         encoded.push(r.encode());
         let agg = DailyAggregate::from_row(r);
         r.for_each_aggregate_key(&mut key, |k| match daily.get_mut(k) {
@@ -298,7 +309,7 @@ fn commit_batch(
         sum.add(&serde_json::from_slice(delta)?);
         Ok(serde_json::to_vec(&sum)?)
     };
-    store.commit_spend(&encoded, &daily, &merge, counters)?;
+    store.commit_spend(&encoded, &daily, &merge, counters, &mut yield_cpu)?;
     Ok(())
 }
 

@@ -71,6 +71,9 @@ impl Op {
 
 /// Daily aggregate increments: key in `SPEND_DAILY` form, and a merge function that
 /// folds a delta into the stored value (`None` when absent).
+/// Rows between two calls of `commit_spend`'s `pace`.
+pub const PACE_ROWS: usize = 64;
+
 pub type MergeFn<'a> = &'a dyn Fn(Option<&[u8]>, &[u8]) -> Result<Vec<u8>>;
 
 #[derive(Clone)]
@@ -218,13 +221,15 @@ impl Store {
     // ---- spend ------------------------------------------------------------------
 
     /// Appends spend rows, folds their daily aggregates and writes spend counters, all
-    /// in one transaction. Returns the sequence numbers given to the rows.
+    /// in one transaction. Returns the sequence numbers given to the rows. `pace` is
+    /// called every [`PACE_ROWS`] rows (the writer yields the CPU there).
     pub fn commit_spend(
         &self,
         rows: &[Vec<u8>],
         daily: &[(String, Vec<u8>)],
         merge: MergeFn<'_>,
         counters: &[(String, Vec<u8>)],
+        pace: &mut dyn FnMut(),
     ) -> Result<std::ops::Range<u64>> {
         let tx = self.db.begin_write()?;
         let start = self.next_seq.load(Ordering::SeqCst);
@@ -232,6 +237,9 @@ impl Store {
             let mut logs = tx.open_table(SPEND_LOGS)?;
             for (i, row) in rows.iter().enumerate() {
                 logs.insert(start + i as u64, row.as_slice())?;
+                if i % PACE_ROWS == PACE_ROWS - 1 {
+                    pace();
+                }
             }
             let mut agg = tx.open_table(SPEND_DAILY)?;
             for (k, delta) in daily {
@@ -348,6 +356,18 @@ mod tests {
     }
 
     #[test]
+    fn committing_spend_rows_paces_every_pace_rows() {
+        let s = Store::memory().unwrap();
+        let rows: Vec<Vec<u8>> = (0..2 * PACE_ROWS + 5).map(|i| vec![i as u8]).collect();
+        let mut paced = 0;
+        let merge = |_: Option<&[u8]>, d: &[u8]| -> Result<Vec<u8>> { Ok(d.to_vec()) };
+        let r = s
+            .commit_spend(&rows, &[], &merge, &[], &mut || paced += 1)
+            .unwrap();
+        assert_eq!((r.end - r.start, paced), (rows.len() as u64, 2));
+    }
+
+    #[test]
     fn spend_rows_get_increasing_sequences_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
@@ -366,6 +386,7 @@ mod tests {
                     &[("2026-01-01\x1fk".into(), b"2".to_vec())],
                     &merge,
                     &[],
+                    &mut || {},
                 )
                 .unwrap();
             assert_eq!(r, 1..3);
@@ -377,6 +398,7 @@ mod tests {
                 &[("2026-01-01\x1fk".into(), b"3".to_vec())],
                 &merge,
                 &[],
+                &mut || {},
             )
             .unwrap();
         assert_eq!(r, 3..4);
