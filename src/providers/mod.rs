@@ -11,6 +11,7 @@ mod h1;
 pub mod http;
 pub mod mock;
 pub mod openai;
+pub mod scan;
 pub mod sse;
 pub mod stream;
 

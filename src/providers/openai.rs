@@ -6,6 +6,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Map;
 use serde_json::Value;
 
+use super::scan::top_level_values;
 use super::stream::{from_sse, Translator};
 use super::{
     azure, sse::Event, CallContext, CallType, ChunkStream, Completion, Error, StreamItem,
@@ -121,11 +122,11 @@ pub(super) fn head(dep: &super::Deployment, call: CallType) -> Result<UpstreamRe
 /// to forward. Only `usage` is parsed: the rest is scanned for structure, not decoded,
 /// because every answer passes here and a full parse costs more than the scan.
 pub fn parse(_call: CallType, bytes: Bytes) -> Result<Completion, Error> {
-    let usage = match top_level_value(&bytes, b"usage") {
-        Ok(Some(raw)) => {
+    let usage = match top_level_values(&bytes, [b"usage"]) {
+        Ok([Some(raw)]) => {
             Usage::from_openai_json(raw).map_err(|e| Error::bad_response("openai", e))?
         }
-        Ok(None) => None,
+        Ok([None]) => None,
         Err(what) => return Err(Error::bad_response("openai", what)),
     };
     Ok(Completion {
@@ -133,89 +134,6 @@ pub fn parse(_call: CallType, bytes: Bytes) -> Result<Completion, Error> {
         raw: Some(bytes),
         usage,
     })
-}
-
-/// The raw bytes of the value of `key` in the top-level JSON object `doc`, if present.
-/// Fails when `doc` is not one balanced object (strings and escapes honoured), so
-/// truncated or non-JSON answers are refused instead of forwarded.
-fn top_level_value<'a>(doc: &'a [u8], key: &[u8]) -> Result<Option<&'a [u8]>, &'static str> {
-    let start = doc
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .ok_or("empty answer")?;
-    if doc[start] != b'{' {
-        return Err("the answer is not a JSON object");
-    }
-    // Inside the top-level object, before its first key.
-    let mut depth = 1usize;
-    let mut i = start + 1;
-    let mut found: Option<&[u8]> = None;
-    // Start of the value being scanned at depth 1 when it belongs to `key`.
-    let mut value_start: Option<usize> = None;
-    let mut expect_key = true;
-    while i < doc.len() {
-        match doc[i] {
-            b'"' => {
-                let s = i + 1;
-                i = s;
-                // To the closing quote, skipping escaped characters.
-                loop {
-                    let Some(off) = doc
-                        .get(i..)
-                        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
-                    else {
-                        return Err("unterminated string in the answer");
-                    };
-                    i += off;
-                    if doc[i] == b'"' {
-                        break;
-                    }
-                    i += 2;
-                }
-                if depth == 1 && expect_key {
-                    expect_key = false;
-                    let mut j = i + 1;
-                    while j < doc.len() && doc[j].is_ascii_whitespace() {
-                        j += 1;
-                    }
-                    if doc.get(j) != Some(&b':') {
-                        return Err("a key without a value in the answer");
-                    }
-                    if &doc[s..i] == key {
-                        value_start = Some(j + 1);
-                    }
-                    i = j;
-                }
-            }
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
-                if depth == 1 {
-                    if let Some(v) = value_start.take() {
-                        found = Some(&doc[v..i]);
-                    }
-                }
-                depth = depth
-                    .checked_sub(1)
-                    .ok_or("unbalanced brackets in the answer")?;
-                if depth == 0 {
-                    let rest = &doc[i + 1..];
-                    if !rest.iter().all(u8::is_ascii_whitespace) {
-                        return Err("trailing data after the answer");
-                    }
-                    return Ok(found);
-                }
-            }
-            b',' if depth == 1 => {
-                if let Some(v) = value_start.take() {
-                    found = Some(&doc[v..i]);
-                }
-                expect_key = true;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    Err("the answer ends before its closing brace")
 }
 
 pub fn stream(resp: UpstreamResponse) -> ChunkStream {
@@ -235,16 +153,12 @@ impl Translator for PassThrough {
             return Ok(false);
         }
         let raw = Bytes::copy_from_slice(data.as_bytes());
-        // Parse only chunks that may carry usage or an error; content chunks are only
-        // validated (no allocation) so garbage is never forwarded as a chunk.
-        if !data.contains("\"usage\"") && !data.contains("\"error\"") {
-            serde_json::from_str::<serde::de::IgnoredAny>(data)
+        // Every chunk is scanned (one object, balanced, strings closed) so garbage is
+        // never forwarded; only a top-level `usage` is parsed, and only when present.
+        let [usage, error, choices] =
+            top_level_values(data.as_bytes(), [b"usage", b"error", b"choices"])
                 .map_err(|e| Error::bad_response("openai", format!("invalid stream chunk: {e}")))?;
-            out.push(StreamItem::Chunk(raw));
-            return Ok(false);
-        }
-        let v: Value = serde_json::from_str(data).map_err(|e| Error::bad_response("openai", e))?;
-        if v.get("error").is_some() && v.get("choices").is_none() {
+        if error.is_some() && choices.is_none() {
             return Err(Error::from_status(
                 "openai",
                 500,
@@ -252,11 +166,16 @@ impl Translator for PassThrough {
                 data.as_bytes(),
             ));
         }
-        let usage = v.get("usage").and_then(Usage::from_openai);
-        let has_choices = v
-            .get("choices")
-            .and_then(Value::as_array)
-            .is_some_and(|c| !c.is_empty());
+        let usage = match usage {
+            Some(raw) => {
+                Usage::from_openai_json(raw).map_err(|e| Error::bad_response("openai", e))?
+            }
+            None => None,
+        };
+        let has_choices = choices.is_some_and(|c| {
+            let c = c.trim_ascii();
+            c.starts_with(b"[") && !c[1..].trim_ascii_start().starts_with(b"]")
+        });
         match (usage, has_choices) {
             (Some(usage), false) => out.push(StreamItem::Usage { usage, chunk: raw }),
             (Some(usage), true) => {
@@ -455,10 +374,20 @@ mod tests {
     #[test]
     fn garbage_and_error_events_fail_the_stream_instead_of_being_forwarded() {
         let mut out = Vec::new();
-        let e = PassThrough
-            .on_event(&ev("{not json"), &mut out)
-            .unwrap_err();
-        assert_eq!(e.class, crate::providers::ErrorClass::InternalServer);
+        for garbage in [
+            "{not json",
+            r#"{"choices":[}"#,
+            r#"{"id":"x"} extra"#,
+            r#""a string""#,
+            r#"{"id":"unterminated}"#,
+        ] {
+            let e = PassThrough.on_event(&ev(garbage), &mut out).unwrap_err();
+            assert_eq!(
+                e.class,
+                crate::providers::ErrorClass::InternalServer,
+                "{garbage}"
+            );
+        }
         let e = PassThrough
             .on_event(&ev(r#"{"error":{"message":"overloaded"}}"#), &mut out)
             .unwrap_err();

@@ -28,7 +28,7 @@ impl Parser {
         let buf = std::mem::take(&mut self.buf);
         let mut out = Vec::new();
         let mut start = 0;
-        while let Some(pos) = buf[start..].iter().position(|b| *b == b'\n') {
+        while let Some(pos) = memchr::memchr(b'\n', &buf[start..]) {
             let end = start + pos;
             let mut line = &buf[start..end];
             if line.last() == Some(&b'\r') {

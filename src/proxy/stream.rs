@@ -294,16 +294,9 @@ impl Drop for Forward {
 /// the JSON tokens (no parse, no allocation). Escapes count as their escaped length.
 fn generated_text_len(chunk: &[u8]) -> usize {
     const KEYS: [&[u8]; 4] = [b"content", b"text", b"reasoning_content", b"arguments"];
-    /// End (index of the closing quote) of the string starting after the quote at `start`.
-    fn string_end(b: &[u8], mut i: usize) -> usize {
-        while i < b.len() {
-            match b[i] {
-                b'\\' => i += 2,
-                b'"' => return i,
-                _ => i += 1,
-            }
-        }
-        b.len()
+    /// End (index of the closing quote) of the string starting at `i`, or the end.
+    fn string_end(b: &[u8], i: usize) -> usize {
+        crate::providers::scan::string_end(b, i).unwrap_or(b.len())
     }
     fn skip_ws(b: &[u8], mut i: usize) -> usize {
         while i < b.len() && b[i].is_ascii_whitespace() {
