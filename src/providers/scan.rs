@@ -50,7 +50,6 @@ pub fn top_level_values<'a, const N: usize>(
         match doc[i] {
             b'"' => {
                 let s = i + 1;
-                i = s;
                 i = string_end(doc, s).ok_or("unterminated string in the answer")?;
                 if depth == 1 && expect_key {
                     expect_key = false;
