@@ -543,11 +543,14 @@ impl Governance {
                 }
             }
         }
-        let mut usage = HashMap::new();
+        // The key's own window usage, for its rate-limit headers.
+        let mut key_usage = (0, 0);
         for (scope, rpm, tpm) in &rates {
             let w = hot.windows.entry_ref(scope.as_str()).or_default();
             let (r, t) = w.usage(at);
-            usage.insert(scope.clone(), (r, t));
+            if key_limits.as_ref().is_some_and(|k| &k.0 == scope) {
+                key_usage = (r, t);
+            }
             for (what, limit, current) in [("rpm", rpm, r), ("tpm", tpm, t)] {
                 if let Some(limit) = limit {
                     if current >= *limit {
@@ -582,7 +585,7 @@ impl Governance {
             if let Some(m) = max {
                 headers.push((KEY_MAX_BUDGET, float_header(m, None)));
             }
-            let (r, t) = usage.get(&ko).copied().unwrap_or((0, 0));
+            let (r, t) = key_usage;
             if let Some(l) = rpm {
                 headers.push((LIMIT_REQUESTS, HeaderValue::from(l)));
                 headers.push((
