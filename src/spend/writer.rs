@@ -26,6 +26,11 @@ const MAX_BATCH: usize = 2_000;
 /// request, above it the log catches up at the requests' expense.
 const BACKLOG_AT_NORMAL_PRIORITY: usize = 16 * MAX_BATCH;
 
+/// Rows waiting beyond which normal-priority commits stop yielding the CPU between rows
+/// (see `yield_cpu`): a yielding commit gets a sliver of a saturated core, so past this
+/// it takes its fair share until the backlog shrinks. Bounds the buffer's memory.
+const BACKLOG_WITHOUT_YIELDING: usize = 2 * BACKLOG_AT_NORMAL_PRIORITY;
+
 /// How often raw rows older than the retention period are deleted (aggregates are kept).
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -201,13 +206,14 @@ async fn run(
                 Some(w) if !closed && rows <= BACKLOG_AT_NORMAL_PRIORITY => Some(w),
                 _ => None,
             };
+            let pace = lane.is_none() && !closed && rows <= BACKLOG_WITHOUT_YIELDING;
             // One transaction a chunk, oldest first; the counters go with the first. An
             // empty buffer still commits once, for counters changed without a row.
             if chunks.is_empty() {
-                commit(&store, Vec::new(), &counters, lane).await;
+                commit(&store, Vec::new(), &counters, lane, pace).await;
             }
             for chunk in chunks {
-                if let Some(emptied) = commit(&store, chunk, &counters, lane).await {
+                if let Some(emptied) = commit(&store, chunk, &counters, lane, pace).await {
                     pending.chunks.lock().give_back(emptied);
                 }
             }
@@ -231,12 +237,13 @@ async fn run(
 }
 
 /// Commits `batch` with the counters changed since the last commit and hands back the
-/// emptied batch for reuse.
+/// emptied batch for reuse; `pace` yields the CPU every `PACE_ROWS` rows.
 async fn commit(
     store: &Store,
     mut batch: Vec<SpendRow>,
     counters: &CounterSource,
     idle: Option<&IdleWorker>,
+    pace: bool,
 ) -> Option<Vec<SpendRow>> {
     let counters = counters();
     if batch.is_empty() && counters.is_empty() {
@@ -244,7 +251,7 @@ async fn commit(
     }
     let store = store.clone();
     let work = move || -> (Vec<SpendRow>, Result<(), crate::store::Error>) {
-        let result = commit_batch(&store, &batch, &counters);
+        let result = commit_batch(&store, &batch, &counters, pace);
         batch.clear();
         (batch, result)
     };
@@ -267,8 +274,10 @@ async fn commit(
 
 /// Lets a runnable request thread have the core. A batch is milliseconds of CPU; at
 /// normal priority (when the idle worker has fallen behind) the kernel would otherwise
-/// let it run a whole scheduler slice while requests wait (the c64 tail in
-/// bench/RESULTS.md). At idle priority it costs one cheap syscall per `PACE_ROWS` rows.
+/// let it run a whole scheduler tick while requests wait (the c64 tail in
+/// bench/RESULTS.md). A yield costs the commit the rest of that tick, so it comes every
+/// `PACE_ROWS` rows (a few hundred microseconds of work), and not at all once the
+/// backlog is past `BACKLOG_WITHOUT_YIELDING`.
 fn yield_cpu() {
     std::thread::yield_now();
 }
@@ -278,13 +287,19 @@ fn commit_batch(
     store: &Store,
     batch: &[SpendRow],
     counters: &[(String, Vec<u8>)],
+    pace: bool,
 ) -> Result<(), crate::store::Error> {
+    let mut maybe_yield = || {
+        if pace {
+            yield_cpu();
+        }
+    };
     let mut encoded = Vec::with_capacity(batch.len());
     let mut daily: HashMap<String, DailyAggregate> = HashMap::new();
     let mut key = String::new();
     for (i, r) in batch.iter().enumerate() {
         if i % PACE_ROWS == PACE_ROWS - 1 {
-            yield_cpu();
+            maybe_yield();
         }
         encoded.push(r.encode());
         let agg = DailyAggregate::from_row(r);
@@ -309,7 +324,7 @@ fn commit_batch(
         sum.add(&serde_json::from_slice(delta)?);
         Ok(serde_json::to_vec(&sum)?)
     };
-    store.commit_spend(&encoded, &daily, &merge, counters, &mut yield_cpu)?;
+    store.commit_spend(&encoded, &daily, &merge, counters, &mut maybe_yield)?;
     Ok(())
 }
 

@@ -72,7 +72,7 @@ impl Op {
 /// Daily aggregate increments: key in `SPEND_DAILY` form, and a merge function that
 /// folds a delta into the stored value (`None` when absent).
 /// Rows between two calls of `commit_spend`'s `pace`.
-pub const PACE_ROWS: usize = 64;
+pub const PACE_ROWS: usize = 256;
 
 pub type MergeFn<'a> = &'a dyn Fn(Option<&[u8]>, &[u8]) -> Result<Vec<u8>>;
 
