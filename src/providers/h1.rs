@@ -342,6 +342,7 @@ fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Head>> {
     let mut keep_alive = resp.version == Some(1);
     let mut length: Option<u64> = None;
     let mut chunked = false;
+    let mut transfer_coded = false;
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             let n = std::str::from_utf8(h.value)
@@ -353,6 +354,7 @@ fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Head>> {
             }
             length = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_coded = true;
             chunked = h
                 .value
                 .rsplit(|&b| b == b',')
@@ -369,11 +371,13 @@ fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Head>> {
             }
         }
     }
-    // Chunked wins over a length (RFC 9112 §6.3).
-    let framing = match (chunked, length) {
-        (true, _) => Framing::Chunked(Chunk::Size),
-        (false, Some(n)) => Framing::Length(n),
-        (false, None) => Framing::UntilClose,
+    // Chunked wins over a length; any other transfer coding runs to the end of the
+    // connection (RFC 9112 §6.3).
+    let framing = match (chunked, transfer_coded, length) {
+        (true, _, _) => Framing::Chunked(Chunk::Size),
+        (false, true, _) => Framing::UntilClose,
+        (false, false, Some(n)) => Framing::Length(n),
+        (false, false, None) => Framing::UntilClose,
     };
     Ok(Some(Head {
         status,
@@ -842,5 +846,26 @@ mod tests {
         assert_eq!(resp.status, 429);
         assert_eq!(h["retry-after"], "3");
         assert_eq!(h.get_all("x-a").iter().count(), 2);
+
+        let framing = |head: &[u8]| {
+            parse_head(&mut BytesMut::from(head))
+                .unwrap()
+                .unwrap()
+                .framing
+        };
+        assert_eq!(
+            framing(
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\ncontent-length: 3\r\n\r\n"
+            ),
+            Framing::Chunked(Chunk::Size)
+        );
+        assert_eq!(
+            framing(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ncontent-length: 3\r\n\r\n"),
+            Framing::UntilClose
+        );
+        assert_eq!(
+            framing(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n"),
+            Framing::Length(3)
+        );
     }
 }
