@@ -722,6 +722,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_body_too_large_to_coalesce_is_sent_whole_after_the_head() {
+        let ok: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let s = server(vec![reply(&[ok])]).await;
+        let body: &'static [u8] = Box::leak(vec![b'x'; 3 * COALESCE_BODY + 7].into_boxed_slice());
+        assert_eq!(post(&pool(), &s, body).await.unwrap().1, "ok");
+        let got = s.requests.lock()[0].clone();
+        let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert!(String::from_utf8_lossy(&got[..head_end])
+            .contains(&format!("content-length: {}\r\n", body.len())));
+        assert_eq!(&got[head_end..], body);
+    }
+
+    #[tokio::test]
     async fn chunked_answers_split_anywhere_are_joined_and_the_connection_reused() {
         let s = server(vec![
             reply(&[
