@@ -102,15 +102,18 @@ impl Pool {
         let mut idle = self.inner.idle.lock();
         let list = idle.get_mut(authority)?;
         while let Some(c) = list.pop_back() {
-            if c.since.elapsed() < IDLE_TIMEOUT {
+            if c.since.elapsed() >= IDLE_TIMEOUT {
+                // The rest are older still.
+                list.clear();
+                break;
+            }
+            if quiet_since_last_answer(&c.io) {
                 return Some(Conn {
                     io: c.io,
                     buf: BytesMut::new(),
                     reused: true,
                 });
             }
-            // The rest are older still.
-            list.clear();
         }
         None
     }
@@ -200,6 +203,22 @@ impl Pool {
                 authority: authority.to_owned(),
             },
         })
+    }
+}
+
+/// Whether nothing arrived on an idle connection since its last answer: neither the
+/// server closing it nor an unsolicited answer (a `408` before closing), which would
+/// otherwise be read as the answer to the next request. Free in the common case: the
+/// reactor's readiness says nothing arrived, and only otherwise is the socket read.
+fn quiet_since_last_answer(io: &TcpStream) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match io.poll_read_ready(&mut cx) {
+        std::task::Poll::Pending => true,
+        std::task::Poll::Ready(Ok(())) => {
+            let mut probe = [0u8; 1];
+            matches!(io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        }
+        std::task::Poll::Ready(Err(_)) => false,
     }
 }
 
@@ -815,6 +834,24 @@ mod tests {
             2,
             "the server saw each request once"
         );
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_with_an_unsolicited_answer_is_not_reused() {
+        let s = server(vec![
+            reply(&[
+                b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na",
+                // Sent while the connection sits idle in the pool.
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n",
+            ]),
+            reply(&[b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nb"]),
+        ])
+        .await;
+        let pool = pool();
+        assert_eq!(post(&pool, &s, b"{}").await.unwrap().1, "a");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(post(&pool, &s, b"{}").await.unwrap(), (200, "b".into()));
+        assert_eq!(s.connections.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
