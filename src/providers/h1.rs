@@ -272,10 +272,19 @@ fn is_closed(e: &io::Error) -> bool {
     )
 }
 
+/// `host[:port]` of `uri`: its authority without credentials (`user:pass@`), which are
+/// neither part of the address nor to be sent in `Host`.
+pub(super) fn host_port(uri: &Uri) -> &str {
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+}
+
 /// Writes the request line and headers for a POST of `body_len` bytes to `uri`.
 pub(super) fn request_head(uri: &Uri, headers: &HeaderMap, body_len: usize) -> Vec<u8> {
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
+    let authority = host_port(uri);
     let mut head = Vec::with_capacity(256 + path.len() + body_len.min(COALESCE_BODY));
     head.extend_from_slice(b"POST ");
     head.extend_from_slice(path.as_bytes());
@@ -751,6 +760,32 @@ mod tests {
         assert!(String::from_utf8_lossy(&got[..head_end])
             .contains(&format!("content-length: {}\r\n", body.len())));
         assert_eq!(&got[head_end..], body);
+    }
+
+    #[tokio::test]
+    async fn credentials_in_the_url_are_neither_dialled_nor_sent_as_host() {
+        let s = server(vec![reply(&[
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        ])])
+        .await;
+        let uri: Uri = format!("http://user:pw@{}/v1", s.authority)
+            .parse()
+            .unwrap();
+        assert_eq!(host_port(&uri), s.authority);
+        let head = request_head(&uri, &HeaderMap::new(), 0);
+        let resp = pool()
+            .send(host_port(&uri), head, Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(resp.body.collect().await.unwrap(), "ok");
+        let got = String::from_utf8(s.requests.lock()[0].clone()).unwrap();
+        assert!(
+            got.contains(&format!("\r\nhost: {}\r\n", s.authority)),
+            "{got}"
+        );
+        assert!(!got.contains("pw"), "{got}");
+        let bare: Uri = "http://example.test/v1".parse().unwrap();
+        assert_eq!(host_port(&bare), "example.test");
     }
 
     #[tokio::test]

@@ -91,7 +91,7 @@ impl HttpClient {
             .entry(USER_AGENT)
             .or_insert(HeaderValue::from_static(USER_AGENT_VALUE));
         if req.uri.scheme() == Some(&http::uri::Scheme::HTTP) {
-            let authority = req.uri.authority().map(|a| a.as_str()).unwrap_or("");
+            let authority = super::h1::host_port(&req.uri);
             let head = super::h1::request_head(&req.uri, &headers, req.body.len());
             let answer = self
                 .plain
