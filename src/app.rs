@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::governance::Governance;
 use crate::router::{DeploymentState, Router};
 use crate::spend::prices::PriceTable;
-use crate::spend::SpendWriter;
+use crate::spend::{RowPolicy, SpendWriter};
 use crate::store::Store;
 
 pub use crate::state::{App, AppState};
@@ -90,8 +90,11 @@ pub fn build(
     let governance = Governance::load(&store, config.general.master_key.clone())?;
     let (spend, writer) = SpendWriter::start(
         store.clone(),
+        RowPolicy {
+            keep_rows: !config.general.disable_spend_logs,
+            retention: config.general.spend_logs_retention,
+        },
         config.general.spend_flush_interval,
-        config.general.spend_logs_retention,
         governance.counter_source(),
     );
     let app = App {

@@ -275,6 +275,7 @@ impl Parser {
                 "store_prompts_in_spend_logs" => {
                     g.store_prompts_in_spend_logs = self.boolean(val, &path)?
                 }
+                "disable_spend_logs" => g.disable_spend_logs = self.boolean(val, &path)?,
                 "maximum_spend_logs_retention_period" => {
                     let s = self.string(val, &path)?;
                     g.spend_logs_retention = Some(parse_duration(&s).ok_or_else(|| {

@@ -44,6 +44,9 @@ pub struct GeneralSettings {
     /// Largest accepted request body.
     pub max_request_size_bytes: usize,
     pub store_prompts_in_spend_logs: bool,
+    /// LiteLLM's `disable_spend_logs`: no per-request rows are stored; spend totals, budget
+    /// counters and the daily aggregates behind the reports are still kept.
+    pub disable_spend_logs: bool,
     /// Raw spend rows older than this are deleted; daily aggregates are kept.
     pub spend_logs_retention: Option<Duration>,
     /// How often the spend writer commits a batch.
@@ -56,6 +59,7 @@ impl Default for GeneralSettings {
             master_key: None,
             max_request_size_bytes: 16 * 1024 * 1024,
             store_prompts_in_spend_logs: false,
+            disable_spend_logs: false,
             spend_logs_retention: None,
             spend_flush_interval: Duration::from_millis(200),
         }

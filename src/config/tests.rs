@@ -194,3 +194,18 @@ fn ssl_verify_and_the_ssl_environment_variables_set_upstream_tls() {
         .to_string();
     assert!(e.contains("litellm_settings.ssl_verify"), "{e}");
 }
+
+#[test]
+fn disable_spend_logs_is_read_and_must_be_a_boolean() {
+    assert!(
+        !load("general_settings: {}\n")
+            .unwrap()
+            .general
+            .disable_spend_logs
+    );
+    let cfg = load("general_settings:\n  disable_spend_logs: true\n").unwrap();
+    assert!(cfg.general.disable_spend_logs);
+    assert!(cfg.ignored.is_empty(), "{:?}", cfg.ignored);
+    let e = load("general_settings:\n  disable_spend_logs: sometimes\n").unwrap_err();
+    assert_eq!(e.field, "general_settings.disable_spend_logs");
+}

@@ -10,4 +10,4 @@ pub mod report;
 pub mod writer;
 
 pub use log::{rfc3339_millis, DailyAggregate, SpendRow};
-pub use writer::SpendWriter;
+pub use writer::{RowPolicy, SpendWriter};

@@ -34,6 +34,25 @@ const BACKLOG_WITHOUT_YIELDING: usize = 2 * BACKLOG_AT_NORMAL_PRIORITY;
 /// How often raw rows older than the retention period are deleted (aggregates are kept).
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
+/// Which raw rows the writer keeps. Daily aggregates and budget counters are always
+/// committed: reports and budgets must not depend on the request log being on.
+#[derive(Debug, Clone, Copy)]
+pub struct RowPolicy {
+    /// False with LiteLLM's `disable_spend_logs`: rows only feed the aggregates.
+    pub keep_rows: bool,
+    /// Raw rows older than this are deleted.
+    pub retention: Option<Duration>,
+}
+
+impl Default for RowPolicy {
+    fn default() -> Self {
+        RowPolicy {
+            keep_rows: true,
+            retention: None,
+        }
+    }
+}
+
 /// Supplies the budget counters changed since the last call, to commit with the rows.
 pub type CounterSource = Arc<dyn Fn() -> Vec<(String, Vec<u8>)> + Send + Sync>;
 
@@ -115,20 +134,13 @@ impl SpendWriter {
     /// everything sent has been committed.
     pub fn start(
         store: Store,
+        policy: RowPolicy,
         interval: Duration,
-        retention: Option<Duration>,
         counters: CounterSource,
     ) -> (SpendWriter, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let pending = Arc::new(Pending::default());
-        let handle = tokio::spawn(run(
-            store,
-            rx,
-            pending.clone(),
-            interval,
-            retention,
-            counters,
-        ));
+        let handle = tokio::spawn(run(store, rx, pending.clone(), interval, policy, counters));
         (SpendWriter { tx, pending }, handle)
     }
 
@@ -164,7 +176,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Msg>,
     pending: Arc<Pending>,
     interval: Duration,
-    retention: Option<Duration>,
+    policy: RowPolicy,
     counters: CounterSource,
 ) {
     let idle = IdleWorker::start();
@@ -210,10 +222,10 @@ async fn run(
             // One transaction a chunk, oldest first; the counters go with the first. An
             // empty buffer still commits once, for counters changed without a row.
             if chunks.is_empty() {
-                commit(&store, Vec::new(), &counters, lane, pace).await;
+                commit(&store, Vec::new(), &counters, lane, pace, policy).await;
             }
             for chunk in chunks {
-                if let Some(emptied) = commit(&store, chunk, &counters, lane, pace).await {
+                if let Some(emptied) = commit(&store, chunk, &counters, lane, pace, policy).await {
                     pending.chunks.lock().give_back(emptied);
                 }
             }
@@ -221,7 +233,7 @@ async fn run(
         }
         // Retention: prune at the first pass after start, then at most once a minute,
         // before answering flush waiters so a flush also observes the pruning.
-        if let Some(ret) = retention {
+        if let Some(ret) = policy.retention {
             if last_prune.is_none_or(|t| t.elapsed() > PRUNE_EVERY) {
                 last_prune = Some(std::time::Instant::now());
                 prune(&store, ret).await;
@@ -244,6 +256,7 @@ async fn commit(
     counters: &CounterSource,
     idle: Option<&IdleWorker>,
     pace: bool,
+    policy: RowPolicy,
 ) -> Option<Vec<SpendRow>> {
     let counters = counters();
     if batch.is_empty() && counters.is_empty() {
@@ -251,7 +264,7 @@ async fn commit(
     }
     let store = store.clone();
     let work = move || -> (Vec<SpendRow>, Result<(), crate::store::Error>) {
-        let result = commit_batch(&store, &batch, &counters, pace);
+        let result = commit_batch(&store, &batch, &counters, pace, policy.keep_rows);
         batch.clear();
         (batch, result)
     };
@@ -282,26 +295,30 @@ fn yield_cpu() {
     std::thread::yield_now();
 }
 
-/// One redb transaction: the rows, their daily aggregates and the budget counters.
+/// One redb transaction: the rows (unless `keep_rows` is off), their daily aggregates
+/// and the budget counters.
 fn commit_batch(
     store: &Store,
     batch: &[SpendRow],
     counters: &[(String, Vec<u8>)],
     pace: bool,
+    keep_rows: bool,
 ) -> Result<(), crate::store::Error> {
     let mut maybe_yield = || {
         if pace {
             yield_cpu();
         }
     };
-    let mut encoded = Vec::with_capacity(batch.len());
+    let mut encoded = Vec::with_capacity(if keep_rows { batch.len() } else { 0 });
     let mut daily: HashMap<String, DailyAggregate> = HashMap::new();
     let mut key = String::new();
     for (i, r) in batch.iter().enumerate() {
         if i % PACE_ROWS == PACE_ROWS - 1 {
             maybe_yield();
         }
-        encoded.push(r.encode());
+        if keep_rows {
+            encoded.push(r.encode());
+        }
         let agg = DailyAggregate::from_row(r);
         r.for_each_aggregate_key(&mut key, |k| match daily.get_mut(k) {
             Some(sum) => sum.add(&agg),
@@ -370,8 +387,8 @@ mod tests {
         let store = Store::open(&dir.path().join("t.redb")).unwrap();
         let (writer, handle) = SpendWriter::start(
             store.clone(),
+            RowPolicy::default(),
             Duration::from_secs(3600),
-            None,
             Arc::new(Vec::new),
         );
         (dir, store, writer, handle)

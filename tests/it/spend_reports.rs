@@ -4,7 +4,9 @@
 use serde_json::{json, Value};
 use switchyard::spend::SpendRow;
 
-use crate::spend::{all_logs, assert_usd, f, msg, priced_config, setup, wait_for_store};
+use crate::spend::{
+    all_logs, assert_usd, f, header_cost, msg, priced_config, setup, wait_for_store,
+};
 use crate::support::*;
 
 /// A row recorded straight into the writer.
@@ -288,4 +290,59 @@ async fn retention_prunes_old_raw_rows_but_keeps_their_aggregates() {
     // 0.001 + 0.002 + ... + 0.005 (old, from aggregates) + 0.02 (fresh)
     assert_usd(f(&global.body, "spend"), 0.035);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn disable_spend_logs_stores_no_rows_but_keeps_every_total_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, a) = (
+        MockUpstream::openai().await,
+        MockUpstream::anthropic().await,
+    );
+    let yaml = priced_config(
+        &o,
+        &a,
+        &format!("general_settings:\n  master_key: {MASTER_KEY}\n  disable_spend_logs: true\n"),
+    );
+    let app = spawn_app_in(&yaml, dir.path()).await;
+    let key = app
+        .post(
+            "/key/generate",
+            Some(MASTER_KEY),
+            &json!({"max_budget": 1.0}),
+        )
+        .await;
+    assert_eq!(key.status, 200, "{}", key.text);
+    let key = key.body["key"].as_str().expect("key").to_string();
+    for _ in 0..3 {
+        let r = app.chat_body(&key, msg("gpt")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_usd(header_cost(&r), 0.02);
+    }
+    app.flush_spend().await;
+    assert!(all_logs(&app, "").await.is_empty(), "no raw row is stored");
+    // The totals stay: the key's budget counter and the daily aggregates behind reports.
+
+    let (key_spend, global_spend) = totals(&app, &key).await;
+    assert_usd(key_spend, 0.06);
+    assert_usd(global_spend, 0.06);
+    app.stop().await;
+
+    drop(wait_for_store(dir.path()).await);
+    let app = spawn_app_in(&yaml, dir.path()).await;
+    let (key_spend, global_spend) = totals(&app, &key).await;
+    assert_usd(key_spend, 0.06);
+    assert_usd(global_spend, 0.06);
+    assert!(all_logs(&app, "").await.is_empty());
+    app.stop().await;
+}
+
+/// A key's spend (its budget counter) and the global spend (daily aggregates).
+async fn totals(app: &TestApp, key: &str) -> (f64, f64) {
+    let info = app
+        .get(&format!("/key/info?key={key}"), Some(MASTER_KEY))
+        .await;
+    assert_eq!(info.status, 200, "{}", info.text);
+    let global = app.get("/global/spend", Some(MASTER_KEY)).await;
+    (f(&info.body["info"], "spend"), f(&global.body, "spend"))
 }
