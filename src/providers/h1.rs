@@ -170,29 +170,44 @@ impl Pool {
                 Failure::Other(e)
             }
         };
-        message.write_to(&mut conn.io).await.map_err(closed)?;
-        let head = loop {
-            match read_head(&mut conn).await {
-                Ok(Some(head)) if head.status.is_informational() => continue,
-                Ok(Some(head)) => break head,
-                Ok(None) => {
-                    return Err(closed(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the upstream closed the connection before answering",
-                    )))
-                }
-                Err(e) if conn.buf.is_empty() => return Err(closed(e)),
-                Err(e) => return Err(Failure::Other(e)),
+        let wrote = message.write_to(&mut conn.io).await;
+        if let Err(e) = wrote {
+            if !is_closed(&e) {
+                return Err(Failure::Other(e));
             }
+            // An upstream that refuses a request early (413 for a large body) answers and
+            // closes while the body is still going out. Its answer is then already in the
+            // socket's buffer, and it is what the caller should see, not the broken pipe.
+            return match final_head(&mut conn).await {
+                Ok(Some(head)) => Ok(self.response(conn, authority, head, false)),
+                _ => Err(closed(e)),
+            };
+        }
+        let head = match final_head(&mut conn).await {
+            Ok(Some(head)) => head,
+            Ok(None) => {
+                return Err(closed(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the upstream closed the connection before answering",
+                )))
+            }
+            Err(e) if conn.buf.is_empty() => return Err(closed(e)),
+            Err(e) => return Err(Failure::Other(e)),
         };
+        Ok(self.response(conn, authority, head, true))
+    }
+
+    /// The answer whose head is `head`, its body still on `conn`; `reusable` is false when
+    /// the connection must not carry another request whatever the head says.
+    fn response(&self, conn: Conn, authority: &str, head: Head, reusable: bool) -> Response {
         let framing =
             if head.status == StatusCode::NO_CONTENT || head.status == StatusCode::NOT_MODIFIED {
                 Framing::Length(0)
             } else {
                 head.framing
             };
-        let reusable = head.keep_alive && !matches!(framing, Framing::UntilClose);
-        Ok(Response {
+        let reusable = reusable && head.keep_alive && !matches!(framing, Framing::UntilClose);
+        Response {
             status: head.status,
             head: head.raw,
             body: Body {
@@ -202,7 +217,17 @@ impl Pool {
                 pool: self.clone(),
                 authority: authority.to_owned(),
             },
-        })
+        }
+    }
+}
+
+/// The first answer head that is not informational (`1xx` are skipped).
+async fn final_head(conn: &mut Conn) -> io::Result<Option<Head>> {
+    loop {
+        match read_head(conn).await? {
+            Some(head) if head.status.is_informational() => continue,
+            other => return Ok(other),
+        }
     }
 }
 
@@ -760,6 +785,36 @@ mod tests {
         assert!(String::from_utf8_lossy(&got[..head_end])
             .contains(&format!("content-length: {}\r\n", body.len())));
         assert_eq!(&got[head_end..], body);
+    }
+
+    #[tokio::test]
+    async fn an_early_refusal_of_a_large_body_is_the_answer_not_a_broken_pipe() {
+        // Reads the head only, refuses, and closes with the body unread (a reset).
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut io, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                let mut chunk = [0u8; 4096];
+                let n = io.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            io.write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\n\r\ntoo large")
+                .await
+                .unwrap();
+        });
+        let s = Server {
+            authority,
+            connections: Arc::default(),
+            requests: Arc::default(),
+        };
+        // Far more than the socket buffers hold, so the write is still going on.
+        let body: &'static [u8] = Box::leak(vec![b'x'; 32 << 20].into_boxed_slice());
+        assert_eq!(
+            post(&pool(), &s, body).await.unwrap(),
+            (413, "too large".into())
+        );
     }
 
     #[tokio::test]
