@@ -148,14 +148,34 @@ pub fn abbreviate(secret: &str) -> String {
     format!("sk-...{tail}")
 }
 
-/// `sha256` hex of a secret: the stored `token`.
+/// `sha256` hex of a secret: the stored `token`. Runs on every virtual-key request, so the
+/// hex is written directly (the `hex` crate's iterator costs more than the hash here).
 pub fn hash_secret(secret: &str) -> String {
     use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = sha2::Sha256::digest(secret.as_bytes());
+    let mut out = String::with_capacity(2 * digest.len());
+    for b in digest {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hash_secret_is_lowercase_sha256_hex() {
+        assert_eq!(
+            super::hash_secret("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            super::hash_secret("sk-1234"),
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"sk-1234"))
+        );
+    }
+
     use super::*;
 
     #[test]
