@@ -40,11 +40,21 @@ pub fn priced_config(openai: &MockUpstream, anthropic: &MockUpstream, extra: &st
     )
 }
 
-pub async fn setup(extra: &str) -> (TestApp, MockUpstream, MockUpstream) {
-    let (o, a) = (
+/// The OpenAI and Anthropic mocks that `priced_config` points at.
+pub async fn priced_upstreams() -> (MockUpstream, MockUpstream) {
+    (
         MockUpstream::openai().await,
         MockUpstream::anthropic().await,
-    );
+    )
+}
+
+/// A `general_settings` block with the test master key and `setting` (`name: value`).
+pub fn general_with(setting: &str) -> String {
+    format!("general_settings:\n  master_key: {MASTER_KEY}\n  {setting}\n")
+}
+
+pub async fn setup(extra: &str) -> (TestApp, MockUpstream, MockUpstream) {
+    let (o, a) = priced_upstreams().await;
     let app = spawn_app(&priced_config(&o, &a, extra)).await;
     (app, o, a)
 }
@@ -288,10 +298,7 @@ async fn prompts_are_stored_in_spend_logs_only_when_enabled() {
     assert!(row.get("response").is_none(), "{row}");
     app.stop().await;
 
-    let (app, _o, _a) = setup(&format!(
-        "general_settings:\n  master_key: {MASTER_KEY}\n  store_prompts_in_spend_logs: true\n"
-    ))
-    .await;
+    let (app, _o, _a) = setup(&general_with("store_prompts_in_spend_logs: true")).await;
     let r = app.chat_body(MASTER_KEY, msg("gpt")).await;
     let row = row_of(&app, &r).await;
     assert_eq!(row["messages"], json!([{"role": "user", "content": "hi"}]));
@@ -334,18 +341,9 @@ async fn a_litellm_price_file_from_the_config_prices_an_unknown_model() {
 #[tokio::test]
 async fn shutdown_flushes_every_pending_row_under_load() {
     let dir = tempfile::tempdir().unwrap();
-    let (o, a) = (
-        MockUpstream::openai().await,
-        MockUpstream::anthropic().await,
-    );
+    let (o, a) = priced_upstreams().await;
     // A long flush interval: rows are only committed by the shutdown flush.
-    let yaml = priced_config(
-        &o,
-        &a,
-        &format!(
-            "general_settings:\n  master_key: {MASTER_KEY}\n  spend_flush_interval_ms: 60000\n"
-        ),
-    );
+    let yaml = priced_config(&o, &a, &general_with("spend_flush_interval_ms: 60000"));
     let app = spawn_app_in(&yaml, dir.path()).await;
     let n = 200;
     let mut tasks = Vec::new();

@@ -5,7 +5,8 @@ use serde_json::{json, Value};
 use switchyard::spend::SpendRow;
 
 use crate::spend::{
-    all_logs, assert_usd, f, header_cost, msg, priced_config, setup, wait_for_store,
+    all_logs, assert_usd, f, general_with, header_cost, msg, priced_config, priced_upstreams,
+    setup, wait_for_store,
 };
 use crate::support::*;
 
@@ -173,10 +174,7 @@ fn sum_rows(rows: &[Value], pick: impl Fn(&Value) -> bool) -> (f64, u64) {
 #[tokio::test]
 async fn aggregates_equal_the_sum_of_raw_rows_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (o, a) = (
-        MockUpstream::openai().await,
-        MockUpstream::anthropic().await,
-    );
+    let (o, a) = priced_upstreams().await;
     let yaml = priced_config(&o, &a, "");
     let app = spawn_app_in(&yaml, dir.path()).await;
     for i in 0..4 {
@@ -264,10 +262,7 @@ async fn aggregates_equal_the_sum_of_raw_rows_after_a_restart() {
 #[tokio::test]
 async fn retention_prunes_old_raw_rows_but_keeps_their_aggregates() {
     let dir = tempfile::tempdir().unwrap();
-    let (o, a) = (
-        MockUpstream::openai().await,
-        MockUpstream::anthropic().await,
-    );
+    let (o, a) = priced_upstreams().await;
     let app = spawn_app_in(&priced_config(&o, &a, ""), dir.path()).await;
     for i in 0..5 {
         app.state()
@@ -279,7 +274,7 @@ async fn retention_prunes_old_raw_rows_but_keeps_their_aggregates() {
     let yaml = priced_config(
         &o,
         &a,
-        &format!("general_settings:\n  master_key: {MASTER_KEY}\n  maximum_spend_logs_retention_period: 30d\n"),
+        &general_with("maximum_spend_logs_retention_period: 30d"),
     );
     let app = spawn_app_in(&yaml, dir.path()).await;
     assert_eq!(app.chat_body(MASTER_KEY, msg("gpt")).await.status, 200);
@@ -295,15 +290,8 @@ async fn retention_prunes_old_raw_rows_but_keeps_their_aggregates() {
 #[tokio::test]
 async fn disable_spend_logs_stores_no_rows_but_keeps_every_total_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (o, a) = (
-        MockUpstream::openai().await,
-        MockUpstream::anthropic().await,
-    );
-    let yaml = priced_config(
-        &o,
-        &a,
-        &format!("general_settings:\n  master_key: {MASTER_KEY}\n  disable_spend_logs: true\n"),
-    );
+    let (o, a) = priced_upstreams().await;
+    let yaml = priced_config(&o, &a, &general_with("disable_spend_logs: true"));
     let app = spawn_app_in(&yaml, dir.path()).await;
     let key = app
         .post(
