@@ -1,9 +1,9 @@
 //! Spend: prices, per-request cost, spend logs and reports.
 
+mod commit_thread;
 pub mod cost;
 pub mod csv;
 pub mod encoding;
-mod idle_worker;
 pub mod log;
 pub mod prices;
 pub mod report;

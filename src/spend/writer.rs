@@ -13,23 +13,17 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{error, warn};
 
-use super::idle_worker::IdleWorker;
+use super::commit_thread::CommitThread;
 use super::log::{DailyAggregate, SpendRow};
 use crate::store::{Store, PACE_ROWS};
 
 /// Most rows committed in one transaction.
 const MAX_BATCH: usize = 2_000;
 
-/// Rows waiting beyond which commits run at normal priority instead of on the idle
-/// worker: the sign that requests leave the idle worker too little of the core. About a
-/// second of rows at 25k requests/s, ~50 MB at most; below it commits never delay a
-/// request, above it the log catches up at the requests' expense.
-const BACKLOG_AT_NORMAL_PRIORITY: usize = 16 * MAX_BATCH;
-
-/// Rows waiting beyond which normal-priority commits stop yielding the CPU between rows
-/// (see `yield_cpu`): a yielding commit gets a sliver of a saturated core, so past this
-/// it takes its fair share until the backlog shrinks. Bounds the buffer's memory.
-const BACKLOG_WITHOUT_YIELDING: usize = 2 * BACKLOG_AT_NORMAL_PRIORITY;
+/// Rows waiting beyond which commits stop yielding the CPU between blocks (see
+/// `yield_cpu`): past it the log catches up at the requests' expense, which bounds the
+/// buffer's memory (~2 s of rows at 30k requests/s).
+const BACKLOG_WITHOUT_YIELDING: usize = 32 * MAX_BATCH;
 
 /// How often raw rows older than the retention period are deleted (aggregates are kept).
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -62,9 +56,9 @@ enum Msg {
     Close,
 }
 
-/// Emptied chunks kept for reuse: enough for the backlog that still commits at idle
-/// priority, so a saturated core recycles warm memory instead of faulting in fresh pages.
-const SPARE_CHUNKS: usize = BACKLOG_AT_NORMAL_PRIORITY / MAX_BATCH + 1;
+/// Emptied chunks kept for reuse: enough for the backlog a saturated core builds while
+/// commits yield, so it recycles warm memory instead of faulting in fresh pages.
+const SPARE_CHUNKS: usize = 17;
 
 /// Rows recorded and not yet taken by the writer, in the order they were recorded.
 #[derive(Default)]
@@ -179,7 +173,7 @@ async fn run(
     policy: RowPolicy,
     counters: CounterSource,
 ) {
-    let idle = IdleWorker::start();
+    let thread = CommitThread::start();
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut last_commit = tokio::time::Instant::now();
     let mut last_prune: Option<std::time::Instant> = None;
@@ -212,13 +206,9 @@ async fn run(
         if due {
             // Every row recorded before a flush or close was asked is in the buffer now.
             let (chunks, rows) = pending.chunks.lock().take();
-            // Idle priority while the writer keeps up; normal when it falls behind or
-            // the gateway is shutting down.
-            let lane = match &idle {
-                Some(w) if !closed && rows <= BACKLOG_AT_NORMAL_PRIORITY => Some(w),
-                _ => None,
-            };
-            let pace = lane.is_none() && !closed && rows <= BACKLOG_WITHOUT_YIELDING;
+            // Yield between blocks unless shutting down or far behind.
+            let lane = thread.as_ref();
+            let pace = !closed && rows <= BACKLOG_WITHOUT_YIELDING;
             // One transaction a chunk, oldest first; the counters go with the first. An
             // empty buffer still commits once, for counters changed without a row.
             if chunks.is_empty() {
@@ -254,7 +244,7 @@ async fn commit(
     store: &Store,
     mut batch: Vec<SpendRow>,
     counters: &CounterSource,
-    idle: Option<&IdleWorker>,
+    thread: Option<&CommitThread>,
     pace: bool,
     policy: RowPolicy,
 ) -> Option<Vec<SpendRow>> {
@@ -268,7 +258,7 @@ async fn commit(
         batch.clear();
         (batch, result)
     };
-    let result = match idle {
+    let result = match thread {
         Some(w) => w.run(work).await,
         None => tokio::task::spawn_blocking(work).await.ok(),
     };
@@ -285,12 +275,11 @@ async fn commit(
     }
 }
 
-/// Lets a runnable request thread have the core. A batch is milliseconds of CPU; at
-/// normal priority (when the idle worker has fallen behind) the kernel would otherwise
-/// let it run a whole scheduler tick while requests wait (the c64 tail in
-/// bench/RESULTS.md). A yield costs the commit the rest of that tick, so it comes every
-/// `PACE_ROWS` rows (a few hundred microseconds of work), and not at all once the
-/// backlog is past `BACKLOG_WITHOUT_YIELDING`.
+/// Lets a runnable request thread have the core. A batch is milliseconds of CPU; the
+/// kernel would otherwise let it run a whole scheduler tick while requests wait (the c64
+/// tail in bench/RESULTS.md). It comes every `PACE_ROWS` rows (one redb block, tens of
+/// microseconds of work), and not at all once the backlog is past
+/// `BACKLOG_WITHOUT_YIELDING`.
 fn yield_cpu() {
     std::thread::yield_now();
 }
@@ -426,10 +415,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_backlog_past_the_idle_limit_is_committed_whole_and_in_order() {
+    async fn a_backlog_past_the_yielding_limit_is_committed_whole_and_in_order() {
         let (_dir, store, writer, handle) = start_writer();
         // Recorded before the writer task first runs: one take past the limit.
-        let n = BACKLOG_AT_NORMAL_PRIORITY + 3;
+        let n = BACKLOG_WITHOUT_YIELDING + 3;
         for i in 0..n {
             writer.record(row(i));
         }

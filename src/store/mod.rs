@@ -3,15 +3,15 @@
 //! Records are JSON documents keyed by string; spend rows are keyed by an increasing
 //! sequence number so an exporter can stream them in commit order.
 
+mod blocks;
 mod migrations;
 pub mod tables;
 
-use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -71,8 +71,8 @@ impl Op {
 
 /// Daily aggregate increments: key in `SPEND_DAILY` form, and a merge function that
 /// folds a delta into the stored value (`None` when absent).
-/// Rows between two calls of `commit_spend`'s `pace`.
-pub const PACE_ROWS: usize = 256;
+/// Rows between two calls of `commit_spend`'s `pace`: one block.
+pub const PACE_ROWS: usize = blocks::BLOCK_ROWS;
 
 pub type MergeFn<'a> = &'a dyn Fn(Option<&[u8]>, &[u8]) -> Result<Vec<u8>>;
 
@@ -120,9 +120,12 @@ impl Store {
         migrations::run(&db)?;
         let next = {
             let tx = db.begin_read()?;
-            let t = tx.open_table(SPEND_LOGS)?;
-            let last = t.last()?.map(|(k, _)| k.value());
-            last.map(|k| k + 1).unwrap_or(1)
+            let t = tx.open_table(SPEND_BLOCKS)?;
+            let next = match t.last()? {
+                Some((k, v)) => k.value() + blocks::rows(v.value())?.len() as u64,
+                None => 1,
+            };
+            next
         };
         Ok(Store {
             db: Arc::new(db),
@@ -234,10 +237,15 @@ impl Store {
         let tx = self.db.begin_write()?;
         let start = self.next_seq.load(Ordering::SeqCst);
         {
-            let mut logs = tx.open_table(SPEND_LOGS)?;
-            for (i, row) in rows.iter().enumerate() {
-                logs.insert(start + i as u64, row.as_slice())?;
-                if i % PACE_ROWS == PACE_ROWS - 1 {
+            let mut logs = tx.open_table(SPEND_BLOCKS)?;
+            let mut block = Vec::new();
+            for (n, group) in rows.chunks(PACE_ROWS).enumerate() {
+                block.clear();
+                for row in group {
+                    blocks::push(&mut block, row)?;
+                }
+                logs.insert(start + (n * PACE_ROWS) as u64, block.as_slice())?;
+                if group.len() == PACE_ROWS {
                     pace();
                 }
             }
@@ -263,14 +271,25 @@ impl Store {
     /// Spend rows with sequence in `(after, ..]`, oldest first, at most `limit`.
     pub fn spend_rows_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
         let tx = self.db.begin_read()?;
-        let t = tx.open_table(SPEND_LOGS)?;
+        let t = tx.open_table(SPEND_BLOCKS)?;
+        // The block holding `after + 1` starts at or before it.
+        let first = match t.range(..=after.saturating_add(1))?.next_back() {
+            Some(item) => item?.0.value(),
+            None => 0,
+        };
         let mut out = Vec::new();
-        for item in t.range((Bound::Excluded(after), Bound::Unbounded))? {
-            if out.len() >= limit {
-                break;
-            }
+        for item in t.range(first..)? {
             let (k, v) = item?;
-            out.push((k.value(), v.value().to_vec()));
+            let start = k.value();
+            for (i, row) in blocks::rows(v.value())?.into_iter().enumerate() {
+                let seq = start + i as u64;
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                if seq > after {
+                    out.push((seq, row.to_vec()));
+                }
+            }
         }
         Ok(out)
     }
@@ -278,21 +297,31 @@ impl Store {
     /// Spend rows with sequence below `before`, newest first, at most `limit`.
     pub fn spend_rows_before(&self, before: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
         let tx = self.db.begin_read()?;
-        let t = tx.open_table(SPEND_LOGS)?;
+        let t = tx.open_table(SPEND_BLOCKS)?;
         let mut out = Vec::new();
         for item in t.range(..before)?.rev() {
-            if out.len() >= limit {
-                break;
-            }
             let (k, v) = item?;
-            out.push((k.value(), v.value().to_vec()));
+            let start = k.value();
+            for (i, row) in blocks::rows(v.value())?.into_iter().enumerate().rev() {
+                let seq = start + i as u64;
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                if seq < before {
+                    out.push((seq, row.to_vec()));
+                }
+            }
         }
         Ok(out)
     }
 
     pub fn spend_row_count(&self) -> Result<u64> {
         let tx = self.db.begin_read()?;
-        Ok(tx.open_table(SPEND_LOGS)?.len()?)
+        let mut n = 0;
+        for item in tx.open_table(SPEND_BLOCKS)?.iter()? {
+            n += blocks::rows(item?.1.value())?.len() as u64;
+        }
+        Ok(n)
     }
 
     /// Deletes the oldest rows while `expired` says so; stops at the first kept row.
@@ -300,14 +329,34 @@ impl Store {
         let tx = self.db.begin_write()?;
         let mut n = 0;
         {
-            let mut t = tx.open_table(SPEND_LOGS)?;
+            let mut t = tx.open_table(SPEND_BLOCKS)?;
             loop {
-                let first = match t.first()? {
-                    Some((k, v)) if expired(v.value()) => k.value(),
-                    _ => break,
+                let (start, kept) = match t.first()? {
+                    Some((k, v)) => {
+                        let rows = blocks::rows(v.value())?;
+                        let gone = rows.iter().take_while(|r| expired(r)).count();
+                        if gone == 0 {
+                            break;
+                        }
+                        n += gone as u64;
+                        let mut kept = Vec::new();
+                        for row in &rows[gone..] {
+                            blocks::push(&mut kept, row)?;
+                        }
+                        (
+                            k.value(),
+                            (!kept.is_empty()).then_some((k.value() + gone as u64, kept)),
+                        )
+                    }
+                    None => break,
                 };
-                t.remove(first)?;
-                n += 1;
+                t.remove(start)?;
+                if let Some((first_kept, block)) = kept {
+                    // The rest of a block with the first kept row: rows keep their
+                    // sequence numbers, the block is keyed by its new first row.
+                    t.insert(first_kept, block.as_slice())?;
+                    break;
+                }
             }
         }
         tx.commit()?;
@@ -365,6 +414,99 @@ mod tests {
             .commit_spend(&rows, &[], &merge, &[], &mut || paced += 1)
             .unwrap();
         assert_eq!((r.end - r.start, paced), (rows.len() as u64, 2));
+    }
+
+    fn no_merge(_: Option<&[u8]>, d: &[u8]) -> Result<Vec<u8>> {
+        Ok(d.to_vec())
+    }
+
+    fn commit_rows(s: &Store, seqs: std::ops::Range<u64>) -> std::ops::Range<u64> {
+        let rows: Vec<Vec<u8>> = seqs.map(|i| format!("row-{i}").into_bytes()).collect();
+        s.commit_spend(&rows, &[], &no_merge, &[], &mut || {})
+            .unwrap()
+    }
+
+    fn seqs(rows: &[(u64, Vec<u8>)]) -> Vec<u64> {
+        for (seq, row) in rows {
+            assert_eq!(
+                row,
+                format!("row-{seq}").as_bytes(),
+                "row {seq} has its own bytes"
+            );
+        }
+        rows.iter().map(|r| r.0).collect()
+    }
+
+    #[test]
+    fn spend_rows_are_read_across_blocks_and_commits_from_any_point() {
+        let s = Store::memory().unwrap();
+        // Full and partial blocks from three commits.
+        assert_eq!(commit_rows(&s, 1..101), 1..101);
+        assert_eq!(commit_rows(&s, 101..131), 101..131);
+        assert_eq!(commit_rows(&s, 131..201), 131..201);
+        assert_eq!(s.spend_row_count().unwrap(), 200);
+        for after in [0, 1, 63, 64, 65, 100, 129, 130, 131, 199, 200, 500] {
+            let got = seqs(&s.spend_rows_after(after, 70).unwrap());
+            let want: Vec<u64> = (after + 1..=200).take(70).collect();
+            assert_eq!(got, want, "after {after}");
+        }
+        for before in [1, 2, 64, 65, 101, 131, 132, 200, 201, u64::MAX] {
+            let got = seqs(&s.spend_rows_before(before, 70).unwrap());
+            let want: Vec<u64> = (1..before.min(201)).rev().take(70).collect();
+            assert_eq!(got, want, "before {before}");
+        }
+        assert!(s.spend_rows_after(0, 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn pruning_drops_whole_blocks_and_splits_the_one_with_the_first_kept_row() {
+        let s = Store::memory().unwrap();
+        commit_rows(&s, 1..201);
+        let expired = |row: &[u8]| {
+            let n: u64 = String::from_utf8_lossy(&row[4..]).parse().unwrap();
+            n <= 100
+        };
+        assert_eq!(s.prune_spend_rows(&expired).unwrap(), 100);
+        assert_eq!(s.spend_row_count().unwrap(), 100);
+        assert_eq!(
+            seqs(&s.spend_rows_after(0, 3).unwrap()),
+            vec![101, 102, 103]
+        );
+        assert_eq!(seqs(&s.spend_rows_before(102, 5).unwrap()), vec![101]);
+        assert_eq!(
+            s.prune_spend_rows(&expired).unwrap(),
+            0,
+            "stops at a kept row"
+        );
+        assert_eq!(commit_rows(&s, 201..203), 201..203);
+    }
+
+    #[test]
+    fn a_schema_1_spend_log_is_packed_into_blocks_with_its_sequences() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut meta = tx.open_table(META).unwrap();
+                meta.insert("schema_version", "1").unwrap();
+                let mut logs = tx.open_table(SPEND_LOGS).unwrap();
+                // Rows 1..=4 were pruned; 150 is missing as a gap must not shift rows.
+                for i in (5..=200).filter(|&i| i != 150) {
+                    logs.insert(i, format!("row-{i}").as_bytes()).unwrap();
+                }
+            }
+            tx.commit().unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 2);
+        let all = seqs(&s.spend_rows_after(0, 1000).unwrap());
+        let want: Vec<u64> = (5..=200).filter(|&i| i != 150).collect();
+        assert_eq!(all, want);
+        assert_eq!(commit_rows(&s, 201..202), 201..202, "numbering goes on");
+        let tx = s.db.begin_read().unwrap();
+        assert!(tx.open_table(SPEND_LOGS).is_err(), "the old table is gone");
     }
 
     #[test]

@@ -28,9 +28,14 @@ pub const END_USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("end_us
 /// `key_model:<hash>:<model>`). Value: JSON `SpendCounter` (spend, period start).
 pub const SPEND_COUNTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("spend_counters-1");
 
-/// Key: sequence number, increasing in commit order (what an exporter streams by).
-/// Value: JSON `SpendRow`.
+/// Schema 1's spend log, one row per entry (key: sequence number; value: an encoded
+/// `SpendRow`). Schema 2 moves its rows into `SPEND_BLOCKS` and deletes it.
 pub const SPEND_LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("spend_logs-1");
+
+/// The spend log. Key: sequence number of the block's first row; rows in a block have
+/// consecutive sequence numbers, increasing in commit order (what an exporter streams
+/// by). Value: a block of encoded `SpendRow`s (`blocks.rs`).
+pub const SPEND_BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("spend_blocks-1");
 
 /// Key: `YYYY-MM-DD \x1f api_key \x1f model \x1f team \x1f user \x1f end_user \x1f tag`.
 /// Value: JSON `DailyAggregate`.
