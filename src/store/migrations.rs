@@ -39,18 +39,24 @@ pub(crate) fn run(db: &Database) -> Result<()> {
             tx.open_table(SPEND_LOGS)?;
             tx.open_table(SPEND_DAILY)?;
             tx.open_table(MODELS)?;
-            info!(from = found, to = 1, "store migration: created tables");
+            info!(
+                from = found,
+                to = CURRENT,
+                "store migration: created tables"
+            );
         }
         if found < 2 {
             // Step 2: the spend log moves from one entry per row to blocks of rows.
             let moved = pack_spend_rows(&tx)?;
             tx.delete_table(SPEND_LOGS)?;
-            info!(
-                from = found.max(1),
-                to = 2,
-                rows = moved,
-                "store migration: spend rows packed into blocks"
-            );
+            if found >= 1 {
+                info!(
+                    from = found,
+                    to = 2,
+                    rows = moved,
+                    "store migration: spend rows packed into blocks"
+                );
+            }
         }
         meta.insert("schema_version", CURRENT.to_string().as_str())?;
     }
