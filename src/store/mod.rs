@@ -69,11 +69,11 @@ impl Op {
     }
 }
 
-/// Daily aggregate increments: key in `SPEND_DAILY` form, and a merge function that
-/// folds a delta into the stored value (`None` when absent).
 /// Rows between two calls of `commit_spend`'s `pace`: one block.
 pub const PACE_ROWS: usize = blocks::BLOCK_ROWS;
 
+/// Folds a daily aggregate increment into the stored value (`None` when absent); the
+/// increments themselves come keyed in `SPEND_DAILY` form.
 pub type MergeFn<'a> = &'a dyn Fn(Option<&[u8]>, &[u8]) -> Result<Vec<u8>>;
 
 #[derive(Clone)]
