@@ -170,8 +170,7 @@ impl Pool {
                 Failure::Other(e)
             }
         };
-        let wrote = message.write_to(&mut conn.io).await;
-        if let Err(e) = wrote {
+        if let Err(e) = message.write_to(&mut conn.io).await {
             if !is_closed(&e) {
                 return Err(Failure::Other(e));
             }

@@ -56,9 +56,9 @@ enum Msg {
     Close,
 }
 
-/// Emptied chunks kept for reuse: enough for the backlog a saturated core builds while
-/// commits yield, so it recycles warm memory instead of faulting in fresh pages.
-const SPARE_CHUNKS: usize = 17;
+/// Emptied chunks kept for reuse: half the backlog commits still yield at, so a saturated
+/// core recycles warm memory instead of faulting in fresh pages.
+const SPARE_CHUNKS: usize = BACKLOG_WITHOUT_YIELDING / MAX_BATCH / 2 + 1;
 
 /// Rows recorded and not yet taken by the writer, in the order they were recorded.
 #[derive(Default)]
@@ -207,15 +207,16 @@ async fn run(
             // Every row recorded before a flush or close was asked is in the buffer now.
             let (chunks, rows) = pending.chunks.lock().take();
             // Yield between blocks unless shutting down or far behind.
-            let lane = thread.as_ref();
             let pace = !closed && rows <= BACKLOG_WITHOUT_YIELDING;
             // One transaction a chunk, oldest first; the counters go with the first. An
             // empty buffer still commits once, for counters changed without a row.
             if chunks.is_empty() {
-                commit(&store, Vec::new(), &counters, lane, pace, policy).await;
+                commit(&store, Vec::new(), &counters, thread.as_ref(), pace, policy).await;
             }
             for chunk in chunks {
-                if let Some(emptied) = commit(&store, chunk, &counters, lane, pace, policy).await {
+                if let Some(emptied) =
+                    commit(&store, chunk, &counters, thread.as_ref(), pace, policy).await
+                {
                     pending.chunks.lock().give_back(emptied);
                 }
             }
