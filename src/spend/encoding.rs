@@ -18,7 +18,14 @@ type DecodeResult<T> = Result<T, serde_json::Error>;
 impl SpendRow {
     /// The stored form of this row.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer(Vec::with_capacity(384));
+        let mut out = Vec::with_capacity(384);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the stored form of this row to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let mut w = Writer(out);
         w.0.push(VERSION_1);
         w.str(&self.request_id);
         w.str(&self.call_type);
@@ -57,7 +64,6 @@ impl SpendRow {
         w.0.push(u8::from(self.stream));
         w.opt_json(&self.messages);
         w.opt_json(&self.response);
-        w.0
     }
 
     /// Reads a stored row, binary or (from earlier versions) JSON.
@@ -125,9 +131,9 @@ fn decode_v1(r: &mut Reader<'_>) -> DecodeResult<SpendRow> {
     Ok(row)
 }
 
-struct Writer(Vec<u8>);
+struct Writer<'a>(&'a mut Vec<u8>);
 
-impl Writer {
+impl Writer<'_> {
     fn uint(&mut self, mut v: u64) {
         while v >= 0x80 {
             self.0.push((v as u8) | 0x80);
@@ -346,7 +352,8 @@ mod tests {
         assert!(SpendRow::decode(&longer).is_err());
         assert!(SpendRow::decode(&[9, 1, 2]).is_err());
         // A huge tag count must not allocate or loop: it is refused as corrupt.
-        let mut w = Writer(vec![VERSION_1]);
+        let mut huge = vec![VERSION_1];
+        let mut w = Writer(&mut huge);
         for _ in 0..3 {
             w.str("");
         }
@@ -370,7 +377,7 @@ mod tests {
         w.opt_str(&None);
         w.uint(200);
         w.uint(u64::MAX);
-        let e = SpendRow::decode(&w.0).unwrap_err();
+        let e = SpendRow::decode(&huge).unwrap_err();
         assert!(e.to_string().contains("corrupt"), "{e}");
     }
 }

@@ -15,7 +15,7 @@ use tracing::{error, warn};
 
 use super::commit_thread::CommitThread;
 use super::log::{DailyAggregate, SpendRow};
-use crate::store::{Store, PACE_ROWS};
+use crate::store::{PackedRows, Store};
 
 /// Most rows committed in one transaction.
 const MAX_BATCH: usize = 2_000;
@@ -60,56 +60,101 @@ enum Msg {
 /// core recycles warm memory instead of faulting in fresh pages.
 const SPARE_CHUNKS: usize = BACKLOG_WITHOUT_YIELDING / MAX_BATCH / 2 + 1;
 
+/// Bytes a stored row usually takes, to size a chunk's buffer.
+const ROW_BYTES: usize = 384;
+
 /// Rows recorded and not yet taken by the writer, in the order they were recorded.
-#[derive(Default)]
 struct Pending {
     chunks: Mutex<Chunks>,
+    /// `RowPolicy::keep_rows`: whether rows are encoded for storage at all.
+    keep_rows: bool,
     /// Set once the writer has stopped: later rows are dropped (and logged).
     stopped: AtomicBool,
     full: Notify,
 }
 
-/// The buffer as fixed-size chunks: a chunk is allocated with room for `MAX_BATCH` rows
-/// and never grows, so recording never copies the backlog into a larger allocation (at
-/// saturation that copy and its page faults cost more than the rows themselves), and
-/// each chunk is exactly one transaction for the writer.
+/// Up to `MAX_BATCH` rows in the form the writer commits: encoded into blocks and summed
+/// into daily aggregates as they are recorded. The writer's transaction then only
+/// inserts finished blocks, and each row is freed by the request that made it, on its
+/// own thread, not by the writer in one piece per batch.
+#[derive(Default)]
+struct Chunk {
+    /// Empty when rows are not kept.
+    rows: PackedRows,
+    /// Rows recorded, kept or not.
+    recorded: usize,
+    daily: HashMap<String, DailyAggregate>,
+}
+
+impl Chunk {
+    /// An empty chunk with room for `MAX_BATCH` rows.
+    fn with_room() -> Chunk {
+        Chunk {
+            rows: PackedRows::with_capacity(MAX_BATCH, ROW_BYTES),
+            ..Chunk::default()
+        }
+    }
+
+    fn clear(&mut self) {
+        self.rows.clear();
+        self.recorded = 0;
+        self.daily.clear();
+    }
+}
+
+/// The buffer as chunks of at most `MAX_BATCH` rows, each sized for that up front, so
+/// recording never copies the backlog into a larger allocation (at saturation that copy
+/// and its page faults cost more than the rows themselves), and each chunk is exactly
+/// one transaction for the writer.
 #[derive(Default)]
 struct Chunks {
     /// Oldest first; only the last one is still being filled.
-    filled: Vec<Vec<SpendRow>>,
+    filled: Vec<Chunk>,
     rows: usize,
-    spare: Vec<Vec<SpendRow>>,
+    spare: Vec<Chunk>,
+    /// Reused to build aggregate keys.
+    key: String,
 }
 
 impl Chunks {
-    /// Adds `row`; true when it filled its chunk.
-    fn push(&mut self, row: SpendRow) -> bool {
+    /// Adds `row` (encoded for storage when `keep_rows`); true when it filled its chunk.
+    fn push(&mut self, row: &SpendRow, keep_rows: bool) -> bool {
         let chunk = match self.filled.last_mut() {
-            Some(c) if c.len() < MAX_BATCH => c,
+            Some(c) if c.recorded < MAX_BATCH => c,
             _ => {
-                let fresh = self
-                    .spare
-                    .pop()
-                    .unwrap_or_else(|| Vec::with_capacity(MAX_BATCH));
+                let fresh = self.spare.pop().unwrap_or_else(Chunk::with_room);
                 self.filled.push(fresh);
                 let last = self.filled.len() - 1;
                 &mut self.filled[last]
             }
         };
-        chunk.push(row);
+        if keep_rows {
+            if let Err(e) = chunk.rows.push_with(|out| row.encode_into(out)) {
+                error!(error = %e, request_id = %row.request_id, "spend row not stored");
+            }
+        }
+        let agg = DailyAggregate::from_row(row);
+        let daily = &mut chunk.daily;
+        row.for_each_aggregate_key(&mut self.key, |k| match daily.get_mut(k) {
+            Some(sum) => sum.add(&agg),
+            None => {
+                daily.insert(k.to_owned(), agg.clone());
+            }
+        });
+        chunk.recorded += 1;
         self.rows += 1;
-        chunk.len() == MAX_BATCH
+        chunk.recorded == MAX_BATCH
     }
 
-    fn take(&mut self) -> (Vec<Vec<SpendRow>>, usize) {
+    fn take(&mut self) -> (Vec<Chunk>, usize) {
         (
             std::mem::take(&mut self.filled),
             std::mem::take(&mut self.rows),
         )
     }
 
-    fn give_back(&mut self, mut chunk: Vec<SpendRow>) {
-        if self.spare.len() < SPARE_CHUNKS && chunk.capacity() == MAX_BATCH {
+    fn give_back(&mut self, mut chunk: Chunk) {
+        if self.spare.len() < SPARE_CHUNKS {
             chunk.clear();
             self.spare.push(chunk);
         }
@@ -133,7 +178,12 @@ impl SpendWriter {
         counters: CounterSource,
     ) -> (SpendWriter, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let pending = Arc::new(Pending::default());
+        let pending = Arc::new(Pending {
+            chunks: Mutex::default(),
+            keep_rows: policy.keep_rows,
+            stopped: AtomicBool::new(false),
+            full: Notify::new(),
+        });
         let handle = tokio::spawn(run(store, rx, pending.clone(), interval, policy, counters));
         (SpendWriter { tx, pending }, handle)
     }
@@ -144,7 +194,8 @@ impl SpendWriter {
             error!("spend writer has stopped; a spend row was dropped");
             return;
         }
-        let filled_a_chunk = self.pending.chunks.lock().push(row);
+        let keep_rows = self.pending.keep_rows;
+        let filled_a_chunk = self.pending.chunks.lock().push(&row, keep_rows);
         if filled_a_chunk {
             self.pending.full.notify_one();
         }
@@ -211,11 +262,10 @@ async fn run(
             // One transaction a chunk, oldest first; the counters go with the first. An
             // empty buffer still commits once, for counters changed without a row.
             if chunks.is_empty() {
-                commit(&store, Vec::new(), &counters, thread.as_ref(), pace, policy).await;
+                commit(&store, Chunk::default(), &counters, thread.as_ref(), pace).await;
             }
             for chunk in chunks {
-                if let Some(emptied) =
-                    commit(&store, chunk, &counters, thread.as_ref(), pace, policy).await
+                if let Some(emptied) = commit(&store, chunk, &counters, thread.as_ref(), pace).await
                 {
                     pending.chunks.lock().give_back(emptied);
                 }
@@ -243,21 +293,20 @@ async fn run(
 /// emptied batch for reuse; `pace` yields the CPU every `PACE_ROWS` rows.
 async fn commit(
     store: &Store,
-    mut batch: Vec<SpendRow>,
+    mut chunk: Chunk,
     counters: &CounterSource,
     thread: Option<&CommitThread>,
     pace: bool,
-    policy: RowPolicy,
-) -> Option<Vec<SpendRow>> {
+) -> Option<Chunk> {
     let counters = counters();
-    if batch.is_empty() && counters.is_empty() {
-        return Some(batch);
+    if chunk.recorded == 0 && counters.is_empty() {
+        return Some(chunk);
     }
     let store = store.clone();
-    let work = move || -> (Vec<SpendRow>, Result<(), crate::store::Error>) {
-        let result = commit_batch(&store, &batch, &counters, pace, policy.keep_rows);
-        batch.clear();
-        (batch, result)
+    let work = move || -> (Chunk, Result<(), crate::store::Error>) {
+        let result = commit_chunk(&store, &mut chunk, &counters, pace);
+        chunk.clear();
+        (chunk, result)
     };
     let result = match thread {
         Some(w) => w.run(work).await,
@@ -285,42 +334,17 @@ fn yield_cpu() {
     std::thread::yield_now();
 }
 
-/// One redb transaction: the rows (unless `keep_rows` is off), their daily aggregates
-/// and the budget counters.
-fn commit_batch(
+/// One redb transaction: the chunk's rows (none when they are not kept), its daily
+/// aggregates and the budget counters.
+fn commit_chunk(
     store: &Store,
-    batch: &[SpendRow],
+    chunk: &mut Chunk,
     counters: &[(String, Vec<u8>)],
     pace: bool,
-    keep_rows: bool,
 ) -> Result<(), crate::store::Error> {
-    let mut maybe_yield = || {
-        if pace {
-            yield_cpu();
-        }
-    };
-    let mut encoded = Vec::with_capacity(if keep_rows { batch.len() } else { 0 });
-    let mut daily: HashMap<String, DailyAggregate> = HashMap::new();
-    let mut key = String::new();
-    for (i, r) in batch.iter().enumerate() {
-        if i % PACE_ROWS == PACE_ROWS - 1 {
-            maybe_yield();
-        }
-        if keep_rows {
-            encoded.push(r.encode());
-        }
-        let agg = DailyAggregate::from_row(r);
-        r.for_each_aggregate_key(&mut key, |k| match daily.get_mut(k) {
-            Some(sum) => sum.add(&agg),
-            None => {
-                let mut sum = DailyAggregate::default();
-                sum.add(&agg);
-                daily.insert(k.to_owned(), sum);
-            }
-        });
-    }
-    let daily: Vec<(String, Vec<u8>)> = daily
-        .into_iter()
+    let daily: Vec<(String, Vec<u8>)> = chunk
+        .daily
+        .drain()
         .map(|(k, v)| Ok((k, serde_json::to_vec(&v)?)))
         .collect::<Result<_, serde_json::Error>>()?;
     let merge = |old: Option<&[u8]>, delta: &[u8]| -> crate::store::Result<Vec<u8>> {
@@ -331,7 +355,12 @@ fn commit_batch(
         sum.add(&serde_json::from_slice(delta)?);
         Ok(serde_json::to_vec(&sum)?)
     };
-    store.commit_spend(&encoded, &daily, &merge, counters, &mut maybe_yield)?;
+    let mut maybe_yield = || {
+        if pace {
+            yield_cpu();
+        }
+    };
+    store.commit_spend(&chunk.rows, &daily, &merge, counters, &mut maybe_yield)?;
     Ok(())
 }
 
@@ -384,11 +413,18 @@ mod tests {
         (dir, store, writer, handle)
     }
 
+    /// The one daily aggregate every `row(i)` adds to.
+    fn day_total(chunk: &Chunk) -> (u64, f64) {
+        assert_eq!(chunk.daily.len(), 1, "one key, one day");
+        let sum = chunk.daily.values().next().unwrap();
+        (sum.requests, sum.spend)
+    }
+
     #[test]
-    fn chunks_never_grow_and_emptied_ones_are_reused() {
+    fn chunks_hold_max_batch_rows_packed_with_their_aggregates_and_are_reused() {
         let mut chunks = Chunks::default();
         let filling: Vec<usize> = (0..MAX_BATCH + 1)
-            .filter(|&i| chunks.push(row(i)))
+            .filter(|&i| chunks.push(&row(i), true))
             .collect();
         assert_eq!(
             filling,
@@ -397,22 +433,33 @@ mod tests {
         );
         let (taken, rows) = chunks.take();
         assert_eq!((taken.len(), rows), (2, MAX_BATCH + 1));
-        assert!(taken.iter().all(|c| c.capacity() == MAX_BATCH));
-        assert_eq!(taken[1][0].request_id, format!("r{MAX_BATCH}"));
-        let given: Vec<*const SpendRow> = taken.iter().map(|c| c.as_ptr()).collect();
+        let packed: Vec<usize> = taken.iter().map(|c| c.rows.len()).collect();
+        assert_eq!(packed, vec![MAX_BATCH, 1]);
+        assert_eq!(
+            day_total(&taken[0]),
+            (MAX_BATCH as u64, 0.5 * MAX_BATCH as f64)
+        );
+        assert_eq!(day_total(&taken[1]), (1, 0.5));
         for chunk in taken {
             chunks.give_back(chunk);
         }
-        chunks.push(row(0));
+        assert_eq!(chunks.spare.len(), 2);
+        chunks.push(&row(0), true);
+        assert_eq!(chunks.spare.len(), 1, "a spare chunk is reused");
         let (again, rows) = chunks.take();
-        assert_eq!(rows, 1);
-        assert!(
-            given.contains(&again[0].as_ptr()),
-            "a spare chunk is reused"
-        );
-        assert_eq!(chunks.spare.len(), 1, "the other stays in reserve");
-        chunks.give_back(Vec::with_capacity(3));
-        assert_eq!(chunks.spare.len(), 1, "only full-size chunks are kept");
+        assert_eq!((rows, again[0].rows.len()), (1, 1), "and comes back empty");
+        assert_eq!(day_total(&again[0]), (1, 0.5));
+    }
+
+    #[test]
+    fn rows_not_kept_are_not_encoded_but_still_summed() {
+        let mut chunks = Chunks::default();
+        chunks.push(&row(0), false);
+        chunks.push(&row(1), false);
+        let (taken, rows) = chunks.take();
+        assert_eq!((rows, taken[0].recorded), (2, 2));
+        assert!(taken[0].rows.is_empty());
+        assert_eq!(day_total(&taken[0]), (2, 1.0));
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use blocks::PackedRows;
 pub use tables::Doc;
 use tables::*;
 
@@ -228,7 +229,7 @@ impl Store {
     /// called every [`PACE_ROWS`] rows (the writer yields the CPU there).
     pub fn commit_spend(
         &self,
-        rows: &[Vec<u8>],
+        rows: &PackedRows,
         daily: &[(String, Vec<u8>)],
         merge: MergeFn<'_>,
         counters: &[(String, Vec<u8>)],
@@ -238,14 +239,9 @@ impl Store {
         let start = self.next_seq.load(Ordering::SeqCst);
         {
             let mut logs = tx.open_table(SPEND_BLOCKS)?;
-            let mut block = Vec::new();
-            for (n, group) in rows.chunks(PACE_ROWS).enumerate() {
-                block.clear();
-                for row in group {
-                    blocks::push(&mut block, row)?;
-                }
-                logs.insert(start + (n * PACE_ROWS) as u64, block.as_slice())?;
-                if group.len() == PACE_ROWS {
+            for (n, block) in rows.blocks().enumerate() {
+                logs.insert(start + (n * PACE_ROWS) as u64, block)?;
+                if (n + 1) * PACE_ROWS <= rows.len() {
                     pace();
                 }
             }
@@ -407,7 +403,7 @@ mod tests {
     #[test]
     fn committing_spend_rows_paces_every_pace_rows() {
         let s = Store::memory().unwrap();
-        let rows: Vec<Vec<u8>> = (0..2 * PACE_ROWS + 5).map(|i| vec![i as u8]).collect();
+        let rows = pack((0..2 * PACE_ROWS + 5).map(|i| vec![i as u8]));
         let mut paced = 0;
         let merge = |_: Option<&[u8]>, d: &[u8]| -> Result<Vec<u8>> { Ok(d.to_vec()) };
         let r = s
@@ -416,12 +412,20 @@ mod tests {
         assert_eq!((r.end - r.start, paced), (rows.len() as u64, 2));
     }
 
+    fn pack(rows: impl IntoIterator<Item = Vec<u8>>) -> PackedRows {
+        let mut p = PackedRows::default();
+        for r in rows {
+            p.push_with(|b| b.extend_from_slice(&r)).unwrap();
+        }
+        p
+    }
+
     fn no_merge(_: Option<&[u8]>, d: &[u8]) -> Result<Vec<u8>> {
         Ok(d.to_vec())
     }
 
     fn commit_rows(s: &Store, seqs: std::ops::Range<u64>) -> std::ops::Range<u64> {
-        let rows: Vec<Vec<u8>> = seqs.map(|i| format!("row-{i}").into_bytes()).collect();
+        let rows = pack(seqs.map(|i| format!("row-{i}").into_bytes()));
         s.commit_spend(&rows, &[], &no_merge, &[], &mut || {})
             .unwrap()
     }
@@ -524,7 +528,7 @@ mod tests {
             let s = Store::open(&path).unwrap();
             let r = s
                 .commit_spend(
-                    &[b"a".to_vec(), b"b".to_vec()],
+                    &pack([b"a".to_vec(), b"b".to_vec()]),
                     &[("2026-01-01\x1fk".into(), b"2".to_vec())],
                     &merge,
                     &[],
@@ -536,7 +540,7 @@ mod tests {
         let s = Store::open(&path).unwrap();
         let r = s
             .commit_spend(
-                &[b"c".to_vec()],
+                &pack([b"c".to_vec()]),
                 &[("2026-01-01\x1fk".into(), b"3".to_vec())],
                 &merge,
                 &[],
