@@ -63,6 +63,15 @@ const SPARE_CHUNKS: usize = BACKLOG_WITHOUT_YIELDING / MAX_BATCH / 2 + 1;
 /// Bytes a stored row usually takes, to size a chunk's buffer.
 const ROW_BYTES: usize = 384;
 
+/// A recording thread's encoding buffer is dropped after a row larger than this (one
+/// that stores a long prompt), so it does not hold that memory for good.
+const MAX_KEPT_ENCODING_BUFFER: usize = 64 * 1024;
+
+thread_local! {
+    /// Where `record` encodes a row, reused by each thread that records.
+    static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Rows recorded and not yet taken by the writer, in the order they were recorded.
 struct Pending {
     chunks: Mutex<Chunks>,
@@ -117,8 +126,8 @@ struct Chunks {
 }
 
 impl Chunks {
-    /// Adds `row` (encoded for storage when `keep_rows`); true when it filled its chunk.
-    fn push(&mut self, row: &SpendRow, keep_rows: bool) -> bool {
+    /// Adds `row`, with its stored form when rows are kept; true when it filled its chunk.
+    fn push(&mut self, row: &SpendRow, encoded: Option<&[u8]>) -> bool {
         let chunk = match self.filled.last_mut() {
             Some(c) if c.recorded < MAX_BATCH => c,
             _ => {
@@ -128,8 +137,8 @@ impl Chunks {
                 &mut self.filled[last]
             }
         };
-        if keep_rows {
-            if let Err(e) = chunk.rows.push_with(|out| row.encode_into(out)) {
+        if let Some(bytes) = encoded {
+            if let Err(e) = chunk.rows.push_with(|out| out.extend_from_slice(bytes)) {
                 error!(error = %e, request_id = %row.request_id, "spend row not stored");
             }
         }
@@ -195,7 +204,23 @@ impl SpendWriter {
             return;
         }
         let keep_rows = self.pending.keep_rows;
-        let filled_a_chunk = self.pending.chunks.lock().push(&row, keep_rows);
+        // Encoded before taking the lock: other threads recording wait for a copy, not
+        // for the encoding.
+        let filled_a_chunk = ENCODED.with_borrow_mut(|buf| {
+            buf.clear();
+            if keep_rows {
+                row.encode_into(buf);
+            }
+            let filled = self
+                .pending
+                .chunks
+                .lock()
+                .push(&row, keep_rows.then_some(buf.as_slice()));
+            if buf.capacity() > MAX_KEPT_ENCODING_BUFFER {
+                *buf = Vec::new();
+            }
+            filled
+        });
         if filled_a_chunk {
             self.pending.full.notify_one();
         }
@@ -424,7 +449,7 @@ mod tests {
     fn chunks_hold_max_batch_rows_packed_with_their_aggregates_and_are_reused() {
         let mut chunks = Chunks::default();
         let filling: Vec<usize> = (0..MAX_BATCH + 1)
-            .filter(|&i| chunks.push(&row(i), true))
+            .filter(|&i| chunks.push(&row(i), Some(&row(i).encode())))
             .collect();
         assert_eq!(
             filling,
@@ -444,7 +469,7 @@ mod tests {
             chunks.give_back(chunk);
         }
         assert_eq!(chunks.spare.len(), 2);
-        chunks.push(&row(0), true);
+        chunks.push(&row(0), Some(&row(0).encode()));
         assert_eq!(chunks.spare.len(), 1, "a spare chunk is reused");
         let (again, rows) = chunks.take();
         assert_eq!((rows, again[0].rows.len()), (1, 1), "and comes back empty");
@@ -452,10 +477,10 @@ mod tests {
     }
 
     #[test]
-    fn rows_not_kept_are_not_encoded_but_still_summed() {
+    fn rows_without_a_stored_form_are_still_summed() {
         let mut chunks = Chunks::default();
-        chunks.push(&row(0), false);
-        chunks.push(&row(1), false);
+        chunks.push(&row(0), None);
+        chunks.push(&row(1), None);
         let (taken, rows) = chunks.take();
         assert_eq!((rows, taken[0].recorded), (2, 2));
         assert!(taken[0].rows.is_empty());
