@@ -63,6 +63,9 @@ const SPARE_CHUNKS: usize = BACKLOG_WITHOUT_YIELDING / MAX_BATCH / 2 + 1;
 /// Bytes a stored row usually takes, to size a chunk's buffer.
 const ROW_BYTES: usize = 384;
 
+/// Largest row buffer a spare chunk keeps: twice what a chunk is sized for.
+const MAX_SPARE_BYTES: usize = 2 * MAX_BATCH * (ROW_BYTES + 4);
+
 /// A recording thread's encoding buffer is dropped after a row larger than this (one
 /// that stores a long prompt), so it does not hold that memory for good.
 const MAX_KEPT_ENCODING_BUFFER: usize = 64 * 1024;
@@ -163,7 +166,9 @@ impl Chunks {
     }
 
     fn give_back(&mut self, mut chunk: Chunk) {
-        if self.spare.len() < SPARE_CHUNKS {
+        // A chunk that grew for large rows (stored prompts) is freed, not kept: spares
+        // would otherwise hold that memory for good.
+        if self.spare.len() < SPARE_CHUNKS && chunk.rows.capacity_bytes() <= MAX_SPARE_BYTES {
             chunk.clear();
             self.spare.push(chunk);
         }
@@ -474,6 +479,26 @@ mod tests {
         let (again, rows) = chunks.take();
         assert_eq!((rows, again[0].rows.len()), (1, 1), "and comes back empty");
         assert_eq!(day_total(&again[0]), (1, 0.5));
+    }
+
+    #[test]
+    fn a_chunk_grown_by_a_large_row_is_not_kept_as_a_spare() {
+        let mut chunks = Chunks::default();
+        let mut big = row(0);
+        big.messages = Some(serde_json::Value::String("x".repeat(2 * MAX_SPARE_BYTES)));
+        chunks.push(&big, Some(&big.encode()));
+        chunks.push(&row(1), Some(&row(1).encode()));
+        let (taken, _) = chunks.take();
+        for chunk in taken {
+            chunks.give_back(chunk);
+        }
+        assert!(chunks.spare.is_empty());
+        chunks.push(&row(2), Some(&row(2).encode()));
+        let (taken, _) = chunks.take();
+        for chunk in taken {
+            chunks.give_back(chunk);
+        }
+        assert_eq!(chunks.spare.len(), 1, "a normal chunk is kept");
     }
 
     #[test]

@@ -84,6 +84,11 @@ impl PackedRows {
         self.rows
     }
 
+    /// Bytes allocated for rows (grows past `with_capacity` when rows are larger).
+    pub fn capacity_bytes(&self) -> usize {
+        self.bytes.capacity()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rows == 0
     }
