@@ -1,8 +1,8 @@
-//! The background spend writer: the hot path pushes rows onto a shared buffer and never
-//! waits; this task takes the buffer in batches (one redb transaction per interval)
-//! together with their daily aggregates and the current budget counters, and drains on
-//! shutdown. Pushing wakes nobody until a batch is full: a wake-up per request would
-//! cost the hot path more than the push itself.
+//! The background spend writer: the hot path packs rows into a shared buffer (encoded
+//! for storage, their daily aggregates summed) and never waits; this task takes the
+//! buffer in batches (one redb transaction per interval) together with the current
+//! budget counters, and drains on shutdown. Pushing wakes nobody until a batch is full:
+//! a wake-up per request would cost the hot path more than the push itself.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
