@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 
 use super::context::{base_row, fill_usage, record_failure, response_headers, Ctx};
 use super::ApiError;
@@ -170,59 +170,75 @@ struct Forward {
     fallbacks: u32,
 }
 
-fn frame(data: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(data.len() + 8);
-    b.put_slice(b"data: ");
-    b.put_slice(data);
-    b.put_slice(b"\n\n");
-    b.freeze()
+/// Appends `data` as one SSE event.
+fn put_frame(out: &mut BytesMut, data: &[u8]) {
+    out.reserve(data.len() + 8);
+    out.put_slice(b"data: ");
+    out.put_slice(data);
+    out.put_slice(b"\n\n");
 }
 
+type Item = Option<Result<StreamItem, ProviderError>>;
+
 impl Forward {
+    /// The next piece of the response: the next upstream item, waited for, plus every item
+    /// the upstream has already delivered behind it. A burst (a whole answer in one read)
+    /// goes out as one body frame instead of one per chunk; nothing waits for more.
     async fn next_frame(&mut self) -> Option<Bytes> {
-        loop {
-            if self.done {
-                return None;
-            }
+        let mut out = BytesMut::new();
+        while !self.done {
             let item = match self.pending.take() {
                 Some(i) => Some(Ok(i)),
-                None => match tokio::time::timeout(self.idle, self.rest.next()).await {
-                    Ok(next) => next,
-                    // An upstream that goes silent mid-stream must not hold the client forever.
-                    Err(_) => Some(Err(ProviderError::timeout(
-                        self.dep.dep.provider_name(),
-                        self.idle,
-                    ))),
+                None if out.is_empty() => {
+                    match tokio::time::timeout(self.idle, self.rest.next()).await {
+                        Ok(next) => next,
+                        // An upstream that goes silent mid-stream must not hold the client
+                        // forever.
+                        Err(_) => Some(Err(ProviderError::timeout(
+                            self.dep.dep.provider_name(),
+                            self.idle,
+                        ))),
+                    }
+                }
+                None => match self.rest.next().now_or_never() {
+                    Some(next) => next,
+                    None => break,
                 },
             };
-            match item {
-                Some(Ok(StreamItem::Chunk(b))) => {
-                    if self.usage.is_none() {
-                        self.generated_bytes += generated_text_len(&b);
-                    }
-                    return Some(frame(&b));
+            self.add(item, &mut out);
+        }
+        (!out.is_empty()).then(|| out.freeze())
+    }
+
+    /// Adds what the client sees of `item` to `out`; the end of the stream or an error
+    /// settles it.
+    fn add(&mut self, item: Item, out: &mut BytesMut) {
+        match item {
+            Some(Ok(StreamItem::Chunk(b))) => {
+                if self.usage.is_none() {
+                    self.generated_bytes += generated_text_len(&b);
                 }
-                Some(Ok(StreamItem::Usage { usage, chunk })) => {
-                    self.usage = Some(usage);
-                    if self.ctx.req.include_usage && !chunk.is_empty() {
-                        return Some(frame(&chunk));
-                    }
+                put_frame(out, &b);
+            }
+            Some(Ok(StreamItem::Usage { usage, chunk })) => {
+                self.usage = Some(usage);
+                if self.ctx.req.include_usage && !chunk.is_empty() {
+                    put_frame(out, &chunk);
                 }
-                Some(Err(e)) => {
-                    // After the first byte there is no retry: end with an SSE error event.
-                    self.ctx.app.router.report_failure(&self.dep, &e);
-                    let err = ApiError::from(&e);
-                    let out = frame(err.body().to_string().as_bytes());
-                    self.failure = Some(err);
-                    self.done = true;
-                    self.settle();
-                    return Some(out);
-                }
-                None => {
-                    self.done = true;
-                    self.settle();
-                    return Some(Bytes::from_static(b"data: [DONE]\n\n"));
-                }
+            }
+            Some(Err(e)) => {
+                // After the first byte there is no retry: end with an SSE error event.
+                self.ctx.app.router.report_failure(&self.dep, &e);
+                let err = ApiError::from(&e);
+                put_frame(out, err.body().to_string().as_bytes());
+                self.failure = Some(err);
+                self.done = true;
+                self.settle();
+            }
+            None => {
+                self.done = true;
+                self.settle();
+                out.put_slice(b"data: [DONE]\n\n");
             }
         }
     }
