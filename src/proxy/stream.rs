@@ -180,6 +180,10 @@ fn put_frame(out: &mut BytesMut, data: &[u8]) {
 
 type Item = Option<Result<StreamItem, ProviderError>>;
 
+/// A frame stops taking more ready items at this size, so a fast upstream's long burst
+/// still reaches the client in pieces while the rest is being read.
+const MAX_FRAME_BYTES: usize = 16 * 1024;
+
 impl Forward {
     /// The next piece of the response: the next upstream item, waited for, plus every item
     /// the upstream has already delivered behind it. A burst (a whole answer in one read)
@@ -200,6 +204,7 @@ impl Forward {
                         ))),
                     }
                 }
+                None if out.len() >= MAX_FRAME_BYTES => break,
                 None => match self.rest.next().now_or_never() {
                     Some(next) => next,
                     None => break,
