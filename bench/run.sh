@@ -413,6 +413,16 @@ if c64 and c64["direct"] and c64["gateway"]:
           "worst added p99 %.3f ms <= 1.0 %s | idle RSS %.1f MB <= 25 %s" % (
               ratio, ok(ratio >= 0.8), a50, ok(a50 <= 0.2), a99, ok(a99 <= 1.0),
               ri / 1024, ok(0 < ri <= 25 * 1024)))
+    # The same targets for the bare proxy in the same run: when it misses them too, the
+    # machine was slow, not the gateway.
+    runs = [k for k in raw if raw[k]["baseline"] and raw[k]["direct"] and not k.startswith("stream")]
+    if c64["baseline"] and runs:
+        bratio = c64["baseline"]["rps"] / c64["direct"]["rps"]
+        b50 = max(raw[k]["baseline"]["p50_ms"] - raw[k]["direct"]["p50_ms"] for k in runs)
+        b99 = max(raw[k]["baseline"]["p99_ms"] - raw[k]["direct"]["p99_ms"] for k in runs)
+        print("baseline proxy, same targets: ratio@c64 %.2f %s | worst added p50 %.3f ms %s | "
+              "worst added p99 %.3f ms %s" % (
+                  bratio, ok(bratio >= 0.8), b50, ok(b50 <= 0.2), b99, ok(b99 <= 1.0)))
 if out:
     json.dump({"tool": tool, "seconds": int(secs), "rss_idle_kb": ri, "rss_after_kb": ra,
                "runs": raw}, open(out, "w"), indent=2)
