@@ -122,7 +122,6 @@ impl Chunk {
 struct Chunks {
     /// Oldest first; only the last one is still being filled.
     filled: Vec<Chunk>,
-    rows: usize,
     spare: Vec<Chunk>,
     /// Reused to build aggregate keys.
     key: String,
@@ -154,15 +153,17 @@ impl Chunks {
             }
         });
         chunk.recorded += 1;
-        self.rows += 1;
         chunk.recorded == MAX_BATCH
     }
 
+    /// Rows recorded and not yet taken.
+    fn rows(&self) -> usize {
+        self.filled.iter().map(|c| c.recorded).sum()
+    }
+
     fn take(&mut self) -> (Vec<Chunk>, usize) {
-        (
-            std::mem::take(&mut self.filled),
-            std::mem::take(&mut self.rows),
-        )
+        let rows = self.rows();
+        (std::mem::take(&mut self.filled), rows)
     }
 
     fn give_back(&mut self, mut chunk: Chunk) {
@@ -282,7 +283,7 @@ async fn run(
             // Rows recorded from now on are refused; those before are committed below.
             pending.stopped.store(true, Ordering::Release);
         }
-        let full = pending.chunks.lock().rows >= MAX_BATCH;
+        let full = pending.chunks.lock().rows() >= MAX_BATCH;
         let due = closed || full || !waiters.is_empty() || last_commit.elapsed() >= interval;
         if due {
             // Every row recorded before a flush or close was asked is in the buffer now.
@@ -319,8 +320,8 @@ async fn run(
     }
 }
 
-/// Commits `batch` with the counters changed since the last commit and hands back the
-/// emptied batch for reuse; `pace` yields the CPU every `PACE_ROWS` rows.
+/// Commits `chunk` with the counters changed since the last commit and hands it back for
+/// reuse; `pace` yields the CPU every `PACE_ROWS` rows.
 async fn commit(
     store: &Store,
     mut chunk: Chunk,
@@ -335,7 +336,6 @@ async fn commit(
     let store = store.clone();
     let work = move || -> (Chunk, Result<(), crate::store::Error>) {
         let result = commit_chunk(&store, &mut chunk, &counters, pace);
-        chunk.clear();
         (chunk, result)
     };
     let result = match thread {

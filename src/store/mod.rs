@@ -122,6 +122,7 @@ impl Store {
         let next = {
             let tx = db.begin_read()?;
             let t = tx.open_table(SPEND_BLOCKS)?;
+            // Bound to a name so the borrow of `t` ends before `t` does.
             let next = match t.last()? {
                 Some((k, v)) => k.value() + blocks::rows(v.value())?.len() as u64,
                 None => 1,
@@ -405,9 +406,8 @@ mod tests {
         let s = Store::memory().unwrap();
         let rows = pack((0..2 * PACE_ROWS + 5).map(|i| vec![i as u8]));
         let mut paced = 0;
-        let merge = |_: Option<&[u8]>, d: &[u8]| -> Result<Vec<u8>> { Ok(d.to_vec()) };
         let r = s
-            .commit_spend(&rows, &[], &merge, &[], &mut || paced += 1)
+            .commit_spend(&rows, &[], &no_merge, &[], &mut || paced += 1)
             .unwrap();
         assert_eq!((r.end - r.start, paced), (rows.len() as u64, 2));
     }
