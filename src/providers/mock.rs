@@ -58,7 +58,7 @@ async fn prepare(ctx: &CallContext<'_>) -> Result<(String, Usage), Error> {
             "mock provider error (model name contains 'error')".into(),
         ));
     }
-    let text = answer_text(ctx.body);
+    let text = answer_text(&ctx.body.to_value());
     let usage = Usage {
         prompt_tokens: estimate_prompt_tokens(ctx.body),
         completion_tokens: estimate_tokens(text.len()),
@@ -87,10 +87,7 @@ pub async fn call(ctx: &CallContext<'_>) -> Result<Completion, Error> {
             "usage": usage.to_openai(),
         }),
         CallType::Embedding => {
-            let inputs = match ctx.body.get("input") {
-                Some(Value::Array(a)) => a.len().max(1),
-                _ => 1,
-            };
+            let inputs = ctx.body.array_len("input").unwrap_or(1).max(1);
             let data: Vec<Value> = (0..inputs)
                 .map(|i| json!({"object": "embedding", "index": i, "embedding": [0.0, 0.5, 1.0]}))
                 .collect();

@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod body;
 pub mod error;
 mod h1;
 pub mod http;
@@ -21,6 +22,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use body::RequestBody;
 pub use error::{Error, ErrorClass};
 pub use http::{HttpClient, TlsOptions, UpstreamRequest, UpstreamResponse};
 pub use stream::{ChunkStream, StreamItem};
@@ -205,7 +207,7 @@ pub struct CallContext<'a> {
     pub deployment: &'a Deployment,
     pub call: CallType,
     /// The client's body; adapters copy what they need and never mutate it.
-    pub body: &'a Value,
+    pub body: &'a RequestBody,
     /// Time allowed for the whole (non-stream) call or until the first stream chunk.
     pub timeout: Duration,
     /// The deployment's prepared request heads, when the caller keeps them.
@@ -342,30 +344,17 @@ pub fn estimate_tokens(text_len: usize) -> u64 {
     (text_len as u64).div_ceil(4)
 }
 
-/// Estimated prompt tokens of an OpenAI-shaped request body.
-pub fn estimate_prompt_tokens(body: &Value) -> u64 {
-    fn text_len(v: &Value) -> usize {
-        match v {
-            Value::String(s) => s.len(),
-            Value::Array(items) => items.iter().map(text_len).sum(),
-            Value::Object(map) => map
-                .iter()
-                // Images are not text; count a fixed small amount for them.
-                .map(|(k, v)| if k == "image_url" { 340 } else { text_len(v) })
-                .sum(),
-            _ => 0,
-        }
-    }
+/// Estimated prompt tokens of an OpenAI-shaped request body: the text of its messages,
+/// prompt, input and tools (images a fixed amount each), and a few tokens of framing a
+/// chat message.
+pub fn estimate_prompt_tokens(body: &RequestBody) -> u64 {
     let len = ["messages", "prompt", "input", "tools"]
         .iter()
-        .filter_map(|k| body.get(*k))
-        .map(text_len)
+        .map(|k| body.text_len(k))
         .sum::<usize>();
-    // Each chat message carries a few tokens of framing.
     let framing = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .map(|m| m.len() as u64 * 4)
+        .array_len("messages")
+        .map(|n| n as u64 * 4)
         .unwrap_or(0);
     estimate_tokens(len) + framing
 }

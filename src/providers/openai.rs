@@ -2,7 +2,6 @@
 //! auth header): the client body passes through with `model` rewritten.
 
 use bytes::Bytes;
-use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Map;
 use serde_json::Value;
 
@@ -29,52 +28,53 @@ pub const GATEWAY_ONLY_FIELDS: &[&str] = &[
     "timeout",
 ];
 
-/// The upstream body, written straight from the client's (no copy of the tree):
+/// The upstream body, copied from the client's bytes member by member (no JSON tree):
 /// gateway-only fields dropped, `model` rewritten, deployment defaults filled in, and on
 /// streams usage requested so spend is exact (the proxy strips the usage chunk again
 /// when the client did not ask for it).
-pub struct UpstreamBody<'a> {
-    pub ctx: &'a CallContext<'a>,
-    pub stream: bool,
-}
-
-impl Serialize for UpstreamBody<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let empty = Map::new();
-        let body = self.ctx.body.as_object().unwrap_or(&empty);
-        let dep = self.ctx.deployment;
-        let want_usage = self.stream && self.ctx.call != CallType::Embedding;
-        // Fields this function writes itself.
-        let ours = |k: &str| {
-            k == "model"
-                || GATEWAY_ONLY_FIELDS.contains(&k)
-                || (self.stream && k == "stream")
-                || (want_usage && k == "stream_options")
-        };
-        let mut m = s.serialize_map(None)?;
-        for (k, v) in body.iter().filter(|(k, _)| !ours(k)) {
-            m.serialize_entry(k, v)?;
-        }
-        m.serialize_entry("model", &dep.upstream_model)?;
-        for (k, v) in &dep.default_params {
-            if !ours(k) && !body.contains_key(k) {
-                m.serialize_entry(k, v)?;
-            }
-        }
-        if self.stream {
-            m.serialize_entry("stream", &true)?;
-        }
-        if want_usage {
-            let mut opts = body
-                .get("stream_options")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            opts.insert("include_usage".into(), Value::Bool(true));
-            m.serialize_entry("stream_options", &opts)?;
-        }
-        m.end()
+pub fn upstream_body(ctx: &CallContext<'_>, stream: bool) -> Result<Vec<u8>, serde_json::Error> {
+    let body = ctx.body;
+    let dep = ctx.deployment;
+    let want_usage = stream && ctx.call != CallType::Embedding;
+    // Fields this function writes itself.
+    let ours = |k: &str| {
+        k == "model"
+            || GATEWAY_ONLY_FIELDS.contains(&k)
+            || (stream && k == "stream")
+            || (want_usage && k == "stream_options")
+    };
+    let mut out = Vec::with_capacity(body.bytes().len() + dep.upstream_model.len() + 64);
+    out.push(b'{');
+    for (_, raw_key, value) in body.members().filter(|(k, _, _)| !ours(k)) {
+        out.push(b'"');
+        out.extend_from_slice(raw_key);
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(value);
+        out.push(b',');
     }
+    out.extend_from_slice(b"\"model\":");
+    serde_json::to_writer(&mut out, &dep.upstream_model)?;
+    for (k, v) in &dep.default_params {
+        if !ours(k) && !body.contains_key(k) {
+            out.push(b',');
+            serde_json::to_writer(&mut out, k)?;
+            out.push(b':');
+            serde_json::to_writer(&mut out, v)?;
+        }
+    }
+    if stream {
+        out.extend_from_slice(b",\"stream\":true");
+    }
+    if want_usage {
+        let mut opts = body
+            .get::<Map<String, Value>>("stream_options")
+            .unwrap_or_default();
+        opts.insert("include_usage".into(), Value::Bool(true));
+        out.extend_from_slice(b",\"stream_options\":");
+        serde_json::to_writer(&mut out, &opts)?;
+    }
+    out.push(b'}');
+    Ok(out)
 }
 
 pub fn build(ctx: &CallContext<'_>, stream: bool) -> Result<UpstreamRequest, Error> {
@@ -83,8 +83,8 @@ pub fn build(ctx: &CallContext<'_>, stream: bool) -> Result<UpstreamRequest, Err
         Some(req) => req,
         None => head(dep, ctx.call)?,
     };
-    let bytes = serde_json::to_vec(&UpstreamBody { ctx, stream })
-        .map_err(|e| Error::invalid_request(dep.provider_name(), e))?;
+    let bytes =
+        upstream_body(ctx, stream).map_err(|e| Error::invalid_request(dep.provider_name(), e))?;
     Ok(req.json_body(bytes))
 }
 
@@ -194,6 +194,7 @@ impl Translator for PassThrough {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::RequestBody;
 
     #[test]
     fn upstream_body_drops_gateway_fields_rewrites_model_and_asks_for_usage() {
@@ -203,10 +204,10 @@ mod tests {
             .insert("temperature".into(), serde_json::json!(0.2));
         dep.default_params
             .insert("top_p".into(), serde_json::json!(0.9));
-        let body = serde_json::json!({
+        let body = RequestBody::from_value(&serde_json::json!({
             "model": "alias", "messages": [], "top_p": 0.5, "metadata": {"tags": ["t"]},
             "fallbacks": ["x"], "stream": true, "stream_options": {"other": 1}, "custom": {"a": 1}
-        });
+        }));
         let http = crate::providers::HttpClient::for_tests();
         let ctx = CallContext {
             http: &http,
@@ -216,14 +217,7 @@ mod tests {
             timeout: std::time::Duration::from_secs(1),
             prepared: None,
         };
-        let out: Value = serde_json::from_slice(
-            &serde_json::to_vec(&UpstreamBody {
-                ctx: &ctx,
-                stream: true,
-            })
-            .unwrap(),
-        )
-        .unwrap();
+        let out: Value = serde_json::from_slice(&upstream_body(&ctx, true).unwrap()).unwrap();
         assert_eq!(
             out,
             serde_json::json!({
@@ -231,14 +225,7 @@ mod tests {
                 "stream": true, "stream_options": {"other": 1, "include_usage": true}
             })
         );
-        let out: Value = serde_json::from_slice(
-            &serde_json::to_vec(&UpstreamBody {
-                ctx: &ctx,
-                stream: false,
-            })
-            .unwrap(),
-        )
-        .unwrap();
+        let out: Value = serde_json::from_slice(&upstream_body(&ctx, false).unwrap()).unwrap();
         assert_eq!(
             out["stream"], true,
             "a non-stream call passes the client's fields as they are"
@@ -247,9 +234,36 @@ mod tests {
     }
 
     #[test]
+    fn upstream_body_copies_the_clients_members_byte_for_byte() {
+        let mut dep = crate::deployment::test_deployment("d", "alias", Wire::OpenAi);
+        dep.upstream_model = "gpt-\"4o".into();
+        let body = RequestBody::parse(Bytes::from_static(
+            br#"{"temperature": 1.0, "model":"alias", "logit_bias":{"50256": -1e2},
+                "seed":18446744073709551615, "x\u0079": "caf\u00e9", "metadata": {}}"#,
+        ))
+        .unwrap();
+        let http = crate::providers::HttpClient::for_tests();
+        let ctx = CallContext {
+            http: &http,
+            deployment: &dep,
+            call: CallType::Chat,
+            body: &body,
+            timeout: std::time::Duration::from_secs(1),
+            prepared: None,
+        };
+        let out = String::from_utf8(upstream_body(&ctx, false).unwrap()).unwrap();
+        assert_eq!(
+            out,
+            r#"{"temperature":1.0,"logit_bias":{"50256": -1e2},"seed":18446744073709551615,"x\u0079":"caf\u00e9","model":"gpt-\"4o"}"#
+        );
+    }
+
+    #[test]
     fn a_prepared_head_builds_the_same_request_for_each_call_and_wire() {
         let http = crate::providers::HttpClient::for_tests();
-        let body = serde_json::json!({"model": "alias", "messages": [], "input": "x"});
+        let body = RequestBody::from_value(
+            &serde_json::json!({"model": "alias", "messages": [], "input": "x"}),
+        );
         for wire in [Wire::OpenAi, Wire::Azure] {
             let mut dep = crate::deployment::test_deployment("d", "alias", wire);
             dep.api_base = "http://127.0.0.1:9/v1".into();

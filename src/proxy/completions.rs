@@ -12,10 +12,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::context::{apply_headers, base_row, fill_usage, record_failure, response_headers, Ctx};
-use super::request::{JsonBody, ProxyRequest};
+use super::request::{ProxyBody, ProxyRequest};
 use super::{stream, ApiError};
 use crate::governance::{Admission, AdmitRequest};
-use crate::providers::{self, CallType, Usage};
+use crate::providers::{self, CallType, RequestBody, Usage};
 use crate::router::{RouteRequest, Routed};
 use crate::spend::cost;
 use crate::state::AppState;
@@ -26,7 +26,7 @@ const DEFAULT_RESERVED_OUTPUT_TOKENS: u64 = 256;
 pub async fn chat(
     State(app): State<AppState>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody,
+    ProxyBody(body): ProxyBody,
 ) -> Response {
     handle(app, CallType::Chat, headers, body).await
 }
@@ -34,7 +34,7 @@ pub async fn chat(
 pub async fn completions(
     State(app): State<AppState>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody,
+    ProxyBody(body): ProxyBody,
 ) -> Response {
     handle(app, CallType::Completion, headers, body).await
 }
@@ -42,7 +42,7 @@ pub async fn completions(
 pub async fn embeddings(
     State(app): State<AppState>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody,
+    ProxyBody(body): ProxyBody,
 ) -> Response {
     handle(app, CallType::Embedding, headers, body).await
 }
@@ -63,7 +63,7 @@ pub async fn serve_hot(
     }
 }
 
-async fn handle(app: AppState, call: CallType, headers: HeaderMap, body: Value) -> Response {
+async fn handle(app: AppState, call: CallType, headers: HeaderMap, body: RequestBody) -> Response {
     match admit_and_run(app, call, headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -74,7 +74,7 @@ async fn admit_and_run(
     app: AppState,
     call: CallType,
     headers: HeaderMap,
-    body: Value,
+    body: RequestBody,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
@@ -117,27 +117,22 @@ async fn admit_and_run(
         model: req.model.clone(),
         stream: req.stream,
         est_prompt_tokens,
-        num_retries: body
-            .get("num_retries")
-            .and_then(Value::as_u64)
-            .map(|n| n as u32),
-        fallbacks: body.get("fallbacks").and_then(Value::as_array).map(|a| {
-            a.iter()
-                .filter_map(|f| {
-                    f.as_str()
-                        .map(str::to_owned)
-                        .or_else(|| f.get("model").and_then(Value::as_str).map(str::to_owned))
-                })
-                .collect()
-        }),
-        mock_testing_fallbacks: body
-            .get("mock_testing_fallbacks")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        mock_testing_rate_limit_error: body
-            .get("mock_testing_rate_limit_error")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        num_retries: body.u64("num_retries").map(|n| n as u32),
+        fallbacks: body
+            .value("fallbacks")
+            .as_ref()
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| {
+                        f.as_str()
+                            .map(str::to_owned)
+                            .or_else(|| f.get("model").and_then(Value::as_str).map(str::to_owned))
+                    })
+                    .collect()
+            }),
+        mock_testing_fallbacks: body.bool("mock_testing_fallbacks").unwrap_or(false),
+        mock_testing_rate_limit_error: body.bool("mock_testing_rate_limit_error").unwrap_or(false),
     };
     let ctx = Arc::new(Ctx {
         app,

@@ -7,12 +7,11 @@ use std::time::{Duration, Instant};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
-use serde_json::Value;
 
 use super::request::ProxyRequest;
 use super::ApiError;
 use crate::governance::{float_header, Admission, Caller};
-use crate::providers::{CallContext, Usage};
+use crate::providers::{CallContext, RequestBody, Usage};
 use crate::router::DeploymentState;
 use crate::spend::{rfc3339_millis, SpendRow};
 use crate::state::AppState;
@@ -22,7 +21,7 @@ pub(crate) struct Ctx {
     pub app: AppState,
     pub req: ProxyRequest,
     pub caller: Caller,
-    pub body: Value,
+    pub body: RequestBody,
     pub request_id: String,
     pub started: Instant,
     pub started_at: chrono::DateTime<chrono::Utc>,
@@ -81,11 +80,9 @@ pub(crate) fn base_row(
             .general
             .store_prompts_in_spend_logs
             .then(|| {
-                ctx.body
-                    .get("messages")
-                    .or_else(|| ctx.body.get("prompt"))
-                    .or_else(|| ctx.body.get("input"))
-                    .cloned()
+                ["messages", "prompt", "input"]
+                    .iter()
+                    .find_map(|k| ctx.body.value(k))
             })
             .flatten(),
         ..SpendRow::default()

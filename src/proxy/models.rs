@@ -9,7 +9,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::ApiError;
-use crate::providers::{self, CallContext, CallType};
+use crate::providers::{self, CallContext, CallType, RequestBody};
 use crate::state::AppState;
 
 fn model_object(id: &str, created: i64) -> Value {
@@ -109,6 +109,7 @@ pub async fn health(
             } else {
                 (CallType::Chat, json!({"model": d.dep.model_name, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}))
             };
+            let body = RequestBody::from_value(&body);
             let ctx = CallContext {
                 http: &app.http,
                 deployment: &d.dep,

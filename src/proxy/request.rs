@@ -5,7 +5,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
 use super::ApiError;
-use crate::providers::CallType;
+use crate::providers::body::BodyError;
+use crate::providers::{CallType, RequestBody};
 
 /// The request body as JSON, with size and syntax errors in OpenAI's shape.
 pub struct JsonBody(pub Value);
@@ -31,20 +32,49 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
-/// Reads a whole body of at most `limit` bytes, with the same errors as [`JsonBody`].
-pub async fn read_body<B>(body: B, limit: usize) -> Result<Value, ApiError>
+/// The body of a proxied call (`/chat/completions` and the like), kept as bytes.
+pub struct ProxyBody(pub RequestBody);
+
+impl<S: Send + Sync> FromRequest<S> for ProxyBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(rej) => {
+                return Err(if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
+                } else {
+                    ApiError::bad_request(format!(
+                        "Could not read request body: {}",
+                        rej.body_text()
+                    ))
+                });
+            }
+        };
+        proxy_body(bytes).map(ProxyBody)
+    }
+}
+
+/// Reads a whole proxied body of at most `limit` bytes, with the same errors as
+/// [`ProxyBody`].
+pub async fn read_body<B>(body: B, limit: usize) -> Result<RequestBody, ApiError>
 where
     B: hyper::body::Body<Data = bytes::Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     use http_body_util::BodyExt;
     match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => parse_body(&collected.to_bytes()),
+        Ok(collected) => proxy_body(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(e) => Err(ApiError::bad_request(format!(
             "Could not read request body: {e}"
         ))),
     }
+}
+
+fn proxy_body(bytes: bytes::Bytes) -> Result<RequestBody, ApiError> {
+    RequestBody::parse(bytes).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 fn too_large() -> ApiError {
@@ -55,17 +85,17 @@ fn too_large() -> ApiError {
     )
 }
 
-/// The body as a JSON object, or a 400 saying what is wrong with it.
+/// The body as a JSON object, or a 400 saying what is wrong with it (the same words as
+/// [`RequestBody::parse`]).
 fn parse_body(bytes: &[u8]) -> Result<Value, ApiError> {
-    if bytes.is_empty() {
-        return Err(ApiError::bad_request(
-            "Request body is empty; expected a JSON object",
-        ));
+    let refuse = |e: BodyError| ApiError::bad_request(e.to_string());
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(refuse(BodyError::Empty));
     }
-    let v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("Invalid JSON in request body: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| refuse(BodyError::Invalid(e.to_string())))?;
     if !v.is_object() {
-        return Err(ApiError::bad_request("Request body must be a JSON object"));
+        return Err(refuse(BodyError::NotAnObject));
     }
     Ok(v)
 }
@@ -86,15 +116,15 @@ pub struct ProxyRequest {
 
 impl ProxyRequest {
     /// Validates the fields each endpoint requires, naming the missing one.
-    pub fn parse(call: CallType, body: &Value, headers: &HeaderMap) -> Result<Self, ApiError> {
-        let model = match body.get("model") {
-            Some(Value::String(m)) if !m.is_empty() => m.clone(),
-            Some(_) => {
-                return Err(ApiError::missing_param(
-                    "model",
-                    "`model` must be a non-empty string",
-                ))
-            }
+    pub fn parse(
+        call: CallType,
+        body: &RequestBody,
+        headers: &HeaderMap,
+    ) -> Result<Self, ApiError> {
+        let model = match body.raw("model") {
+            Some(_) => body.non_empty_str("model").ok_or_else(|| {
+                ApiError::missing_param("model", "`model` must be a non-empty string")
+            })?,
             None => {
                 return Err(ApiError::missing_param(
                     "model",
@@ -103,15 +133,15 @@ impl ProxyRequest {
             }
         };
         match call {
-            CallType::Chat => match body.get("messages") {
-                Some(Value::Array(m)) if !m.is_empty() => {}
-                Some(Value::Array(_)) => {
+            CallType::Chat => match body.array_len("messages") {
+                Some(n) if n > 0 => {}
+                Some(_) => {
                     return Err(ApiError::missing_param(
                         "messages",
                         "`messages` must not be empty",
                     ))
                 }
-                Some(_) => {
+                None if body.contains_key("messages") => {
                     return Err(ApiError::missing_param(
                         "messages",
                         "`messages` must be an array",
@@ -125,7 +155,7 @@ impl ProxyRequest {
                 }
             },
             CallType::Completion => {
-                if body.get("prompt").is_none() {
+                if !body.contains_key("prompt") {
                     return Err(ApiError::missing_param(
                         "prompt",
                         "Missing required parameter: `prompt`",
@@ -133,7 +163,7 @@ impl ProxyRequest {
                 }
             }
             CallType::Embedding => {
-                if body.get("input").is_none() {
+                if !body.contains_key("input") {
                     return Err(ApiError::missing_param(
                         "input",
                         "Missing required parameter: `input`",
@@ -141,25 +171,23 @@ impl ProxyRequest {
                 }
             }
         }
-        let stream = call != CallType::Embedding
-            && body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let stream = call != CallType::Embedding && body.bool("stream").unwrap_or(false);
+        #[derive(serde::Deserialize)]
+        struct StreamOptions {
+            include_usage: Option<bool>,
+        }
         let include_usage = body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
+            .get::<StreamOptions>("stream_options")
+            .and_then(|o| o.include_usage)
             .unwrap_or(false);
-        let metadata = body.get("metadata").cloned().unwrap_or(Value::Null);
-        let mut tags: Vec<String> = metadata
-            .get("tags")
-            .or_else(|| body.get("tags"))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let metadata = body.value("metadata").unwrap_or(Value::Null);
+        let mut tags: Vec<String> = match metadata.get("tags") {
+            Some(tags) => string_items(tags),
+            None => body
+                .value("tags")
+                .map(|t| string_items(&t))
+                .unwrap_or_default(),
+        };
         if let Some(h) = headers.get("x-litellm-tags").and_then(|v| v.to_str().ok()) {
             for t in h.split(',').map(str::trim).filter(|t| !t.is_empty()) {
                 if !tags.iter().any(|x| x == t) {
@@ -167,14 +195,12 @@ impl ProxyRequest {
                 }
             }
         }
-        let end_user = match body.get("user") {
-            Some(Value::String(u)) if !u.is_empty() => Some(u.clone()),
-            _ => None,
+        let end_user = body.non_empty_str("user");
+        // The newer name wins when given at all, as in the tree this replaced.
+        let max_output_tokens = match body.raw("max_completion_tokens") {
+            Some(_) => body.u64("max_completion_tokens"),
+            None => body.u64("max_tokens"),
         };
-        let max_output_tokens = body
-            .get("max_completion_tokens")
-            .or_else(|| body.get("max_tokens"))
-            .and_then(Value::as_u64);
         Ok(ProxyRequest {
             call,
             model,
@@ -186,6 +212,18 @@ impl ProxyRequest {
             max_output_tokens,
         })
     }
+}
+
+/// The strings of a JSON array; nothing for anything else.
+fn string_items(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Request metadata as stored in spend logs: anything that looks like a secret removed.
@@ -213,14 +251,24 @@ mod tests {
         let h = HeaderMap::new();
         let e = ProxyRequest::parse(
             CallType::Chat,
-            &json!({"messages": [{"role":"user","content":"x"}]}),
+            &RequestBody::from_value(&json!({"messages": [{"role":"user","content":"x"}]})),
             &h,
         )
         .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("model"));
-        let e = ProxyRequest::parse(CallType::Chat, &json!({"model": "m"}), &h).unwrap_err();
+        let e = ProxyRequest::parse(
+            CallType::Chat,
+            &RequestBody::from_value(&json!({"model": "m"})),
+            &h,
+        )
+        .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages"));
-        let e = ProxyRequest::parse(CallType::Embedding, &json!({"model": "m"}), &h).unwrap_err();
+        let e = ProxyRequest::parse(
+            CallType::Embedding,
+            &RequestBody::from_value(&json!({"model": "m"})),
+            &h,
+        )
+        .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("input"));
     }
 
@@ -230,7 +278,7 @@ mod tests {
         h.insert("x-litellm-tags", "b, c".parse().unwrap());
         let r = ProxyRequest::parse(
             CallType::Chat,
-            &json!({"model": "m", "messages": [{"role":"user","content":"x"}], "metadata": {"tags": ["a", "b"], "api_key": "sk-x", "team": "t"}, "user": "u1"}),
+            &RequestBody::from_value(&json!({"model": "m", "messages": [{"role":"user","content":"x"}], "metadata": {"tags": ["a", "b"], "api_key": "sk-x", "team": "t"}, "user": "u1"})),
             &h,
         )
         .unwrap();

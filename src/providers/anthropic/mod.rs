@@ -36,7 +36,7 @@ pub fn build(ctx: &CallContext<'_>, stream: bool) -> Result<UpstreamRequest, Err
         ));
     }
     let dep = ctx.deployment;
-    let body = messages_body(ctx.body, dep, stream)?;
+    let body = messages_body(&ctx.body.to_value(), dep, stream)?;
     let mut req = UpstreamRequest::post(PROVIDER, &messages_url(&dep.api_base));
     if let Some(key) = &dep.api_key {
         req = req.secret_header("x-api-key", key);

@@ -24,11 +24,12 @@ fn with_ctx<R>(
 ) -> R {
     let http = crate::providers::HttpClient::for_tests();
     let timeout = Duration::from_secs(5);
+    let body = crate::providers::RequestBody::from_value(body);
     f(&CallContext {
         http: &http,
         deployment: dep,
         call,
-        body,
+        body: &body,
         timeout,
         prepared: None,
     })
