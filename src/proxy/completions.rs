@@ -168,9 +168,10 @@ async fn whole(
                 let t = Instant::now();
                 let r = providers::call(&call).await;
                 if let Ok(c) = &r {
-                    ctx.set_upstream_time(t.elapsed());
+                    let upstream = t.elapsed();
+                    ctx.set_upstream_time(upstream);
                     let u = c.usage.unwrap_or_default();
-                    dep.record_success(t.elapsed(), None, u.total_tokens(), u.completion_tokens);
+                    dep.record_success(upstream, None, u.total_tokens(), u.completion_tokens);
                 }
                 r
             }
@@ -186,7 +187,9 @@ async fn whole(
             let usage = answer
                 .usage
                 .unwrap_or_else(|| estimate_usage(&ctx, &answer.json()));
-            let elapsed = ctx.started.elapsed();
+            // One clock read for the answer's cost, headers and spend row.
+            let now = Instant::now();
+            let elapsed = now.saturating_duration_since(ctx.started);
             let spend = deployment
                 .price
                 .as_ref()
@@ -195,10 +198,10 @@ async fn whole(
             let headers = response_headers(
                 &ctx,
                 &deployment,
-                attempted_retries,
-                attempted_fallbacks,
+                (attempted_retries, attempted_fallbacks),
                 spend,
                 &admission,
+                now,
             );
             admission.settle(spend, usage.total_tokens());
             let mut row = base_row(
@@ -206,6 +209,7 @@ async fn whole(
                 Some(&deployment),
                 attempted_retries,
                 attempted_fallbacks,
+                now,
             );
             fill_usage(&mut row, &usage, spend);
             if ctx.app.config.general.store_prompts_in_spend_logs {

@@ -41,14 +41,18 @@ pub(crate) fn call_timeout(app: &AppState, d: &DeploymentState, stream: bool) ->
     stream_t.or(d.dep.timeout).unwrap_or(s.timeout)
 }
 
-/// A spend row with everything but usage and outcome filled in.
+/// A spend row with everything but usage and outcome filled in, ending at `now`.
 pub(crate) fn base_row(
     ctx: &Ctx,
     dep: Option<&Arc<DeploymentState>>,
     retries: u32,
     fallbacks: u32,
+    now: Instant,
 ) -> SpendRow {
-    let now = chrono::Utc::now();
+    let duration = now.saturating_duration_since(ctx.started);
+    // The end as wall-clock time, from the start's: one clock read fewer a request.
+    let ended_at = ctx.started_at
+        + chrono::Duration::from_std(duration).unwrap_or_else(|_| chrono::Duration::zero());
     SpendRow {
         request_id: ctx.request_id.clone(),
         call_type: ctx.req.call.litellm_name().into(),
@@ -65,8 +69,8 @@ pub(crate) fn base_row(
         api_base: dep.map(|d| d.public_api_base.clone()).unwrap_or_default(),
         custom_llm_provider: dep.map(|d| d.dep.provider.clone()).unwrap_or_default(),
         start_time: rfc3339_millis(ctx.started_at),
-        end_time: rfc3339_millis(now),
-        duration_ms: ctx.started.elapsed().as_millis() as u64,
+        end_time: rfc3339_millis(ended_at),
+        duration_ms: duration.as_millis() as u64,
         status: "success".into(),
         http_status: 200,
         request_tags: ctx.req.tags.clone(),
@@ -107,7 +111,7 @@ pub(crate) fn record_failure(
     retries: u32,
     fallbacks: u32,
 ) {
-    let mut row = base_row(ctx, dep, retries, fallbacks);
+    let mut row = base_row(ctx, dep, retries, fallbacks, Instant::now());
     row.status = "failure".into();
     row.http_status = err.status.as_u16();
     row.error_class = Some(err.kind.to_owned());
@@ -171,17 +175,17 @@ fn header_template(dep: &DeploymentState) -> &HeaderMap {
     })
 }
 
-/// LiteLLM's response headers for a routed call, with `content-type: application/json`
-/// (a streamed answer replaces it).
+/// LiteLLM's response headers for a routed call answered at `now`, with
+/// `content-type: application/json` (a streamed answer replaces it).
 pub(crate) fn response_headers(
     ctx: &Ctx,
     dep: &DeploymentState,
-    retries: u32,
-    fallbacks: u32,
+    (retries, fallbacks): (u32, u32),
     cost: f64,
     admission: &Admission,
+    now: Instant,
 ) -> HeaderMap {
-    let total_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+    let total_ms = now.saturating_duration_since(ctx.started).as_secs_f64() * 1000.0;
     let mut h = header_template(dep).clone();
     let mut set = |name: &HeaderName, value: HeaderValue| {
         if let Some(slot) = h.get_mut(name) {
@@ -201,9 +205,11 @@ pub(crate) fn response_headers(
         set(&ATTEMPTED_FALLBACKS, count_header(fallbacks));
     }
     set(&RESPONSE_DURATION_MS, float_header(total_ms, Some(3)));
+    let upstream_ms = ctx.upstream_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0;
+    // The time the gateway added on top of the upstream (auth, limits, routing, retries).
     set(
         &OVERHEAD_DURATION_MS,
-        float_header(ctx.overhead_ms(), Some(3)),
+        float_header((total_ms - upstream_ms).max(0.0), Some(3)),
     );
     for (name, value) in admission.headers() {
         h.insert(name.clone(), value.clone());
@@ -231,12 +237,6 @@ impl Ctx {
     pub(crate) fn set_upstream_time(&self, d: Duration) {
         self.upstream_us
             .store(d.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Time the gateway added on top of the upstream (auth, limits, routing, retries).
-    fn overhead_ms(&self) -> f64 {
-        let upstream = self.upstream_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0;
-        (self.started.elapsed().as_secs_f64() * 1000.0 - upstream).max(0.0)
     }
 }
 

@@ -96,10 +96,10 @@ pub(crate) async fn respond(
     let mut headers = response_headers(
         &ctx,
         &dep,
-        routed.attempted_retries,
-        routed.attempted_fallbacks,
+        (routed.attempted_retries, routed.attempted_fallbacks),
         est_cost,
         &admission,
+        Instant::now(),
     );
     let Opened {
         first,
@@ -264,18 +264,20 @@ impl Forward {
             estimated: true,
             ..Usage::default()
         });
-        let total = self.upstream_started.elapsed();
+        let now = Instant::now();
+        let total = now.saturating_duration_since(self.upstream_started);
         ctx.set_upstream_time(total);
+        let elapsed = now.saturating_duration_since(ctx.started);
         let spend = self
             .dep
             .price
             .as_ref()
-            .map(|p| cost::cost(p, &usage, Some(ctx.started.elapsed())))
+            .map(|p| cost::cost(p, &usage, Some(elapsed)))
             .unwrap_or(0.0);
         if let Some(a) = self.admission.take() {
             a.settle(spend, usage.total_tokens());
         }
-        let mut row = base_row(ctx, Some(&self.dep), self.retries, self.fallbacks);
+        let mut row = base_row(ctx, Some(&self.dep), self.retries, self.fallbacks, now);
         fill_usage(&mut row, &usage, spend);
         row.ttft_ms = Some(self.ttft.as_millis() as u64);
         match (&self.failure, self.done) {

@@ -26,6 +26,32 @@ async fn chat_through_openai_rewrites_model_and_sends_bearer_key() {
 }
 
 #[tokio::test]
+async fn client_fields_reach_the_upstream_as_written() {
+    let (up, app) = spawn_with_openai_gpt().await;
+    // Numbers a JSON tree would round or reformat, a key with an escape, the client's
+    // order and spacing inside values.
+    let sent = r#"{"seed": 18446744073709551616, "model": "gpt", "temperature": 1.0,
+        "logit_bias": {"50256": -1e2}, "x\u0079": "caf\u00e9",
+        "messages": [{"role": "user", "content": "hi"}], "metadata": {"tags": ["t"]}}"#;
+    let r = app
+        .send(
+            app.client
+                .post(format!("{}/v1/chat/completions", app.url))
+                .bearer_auth(MASTER_KEY)
+                .header("content-type", "application/json")
+                .body(sent),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got = String::from_utf8(up.last().raw.to_vec()).unwrap();
+    assert_eq!(
+        got,
+        r#"{"seed":18446744073709551616,"temperature":1.0,"logit_bias":{"50256": -1e2},"x\u0079":"caf\u00e9","messages":[{"role": "user", "content": "hi"}],"model":"gpt-4o"}"#
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn streaming_forwards_chunks_in_order_and_ends_with_done() {
     let (up, app) = spawn_with_openai_gpt().await;
     let r = app.chat_body(MASTER_KEY, json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "hi"}]})).await;

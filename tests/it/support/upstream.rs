@@ -25,6 +25,8 @@ pub struct Recorded {
     pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The body's bytes as they arrived.
+    pub raw: Bytes,
 }
 
 impl Recorded {
@@ -162,6 +164,7 @@ async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
         query: parts.uri.query().map(str::to_owned),
         headers: parts.headers,
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        raw: bytes,
     };
     s.hits.fetch_add(1, Ordering::SeqCst);
     s.requests.lock().push(rec.clone());
