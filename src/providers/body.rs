@@ -13,6 +13,8 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use serde::Deserialize;
+
+use super::scan;
 use serde_json::Value;
 
 /// Why a body was refused, worded for the client.
@@ -529,6 +531,14 @@ impl<'a> Parser<'a> {
         // Bytes the escapes took beyond what they stand for.
         let mut saved = 0usize;
         loop {
+            // Eight bytes at a time while none of them ends the run, then the exact place.
+            while let Some(word) = self.b.get(self.i..self.i + 8) {
+                let word = u64::from_le_bytes(word.try_into().unwrap_or([b'"'; 8]));
+                if scan::quote_or_backslash(word) | scan::control(word) != 0 {
+                    break;
+                }
+                self.i += 8;
+            }
             while self.i < self.b.len() && !STRING_STOP[self.b[self.i] as usize] {
                 self.i += 1;
             }
@@ -796,6 +806,7 @@ mod tests {
             br#"{"content":[{"type":"image_url","image_url":{"url":"data:x"}},{"text":"t"}],"e":[]}"#,
             "{\"u\": \"\u{e9}\u{1F600}\", \"big\": 123456789012345678901234567890}".as_bytes(),
             br#"{"dup": 1, "dup": [2, 3], "x": 1e400, "y": 1.7976931348623157e308}"#,
+            br#"{"messages":[{"role":"user","content":"The quick brown fox jumps over the lazy dog; 0123456789 \n and again"}]}"#,
         ];
         for doc in seeds {
             agrees_with_the_tree(doc);

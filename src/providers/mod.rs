@@ -111,6 +111,56 @@ impl Usage {
     /// `null` or a value of another shape is no usage, a count that is not a whole number is
     /// rounded down. Only text that is not JSON at all is an error.
     pub fn from_openai_json(text: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
+        match Usage::from_plain_openai_json(text) {
+            Some(usage) => Ok(Some(usage)),
+            None => Usage::from_openai_json_by_serde(text),
+        }
+    }
+
+    /// The usual `usage` object, read by scanning: every count a plain whole number (or
+    /// null, or absent). Anything else is left to the full reader.
+    fn from_plain_openai_json(text: &[u8]) -> Option<Usage> {
+        /// `Some(None)` for absent or null, `Some(Some(n))` for a plain count.
+        fn plain(raw: Option<&[u8]>) -> Option<Option<u64>> {
+            let raw = match raw.map(<[u8]>::trim_ascii) {
+                None | Some(b"null") => return Some(None),
+                Some(raw) => raw,
+            };
+            let leading_zero = raw.len() > 1 && raw[0] == b'0';
+            if raw.is_empty() || leading_zero || !raw.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            std::str::from_utf8(raw).ok()?.parse().ok().map(Some)
+        }
+        let [prompt, completion, total, details, creation] = scan::top_level_values(
+            text,
+            [
+                b"prompt_tokens",
+                b"completion_tokens",
+                b"total_tokens",
+                b"prompt_tokens_details",
+                b"cache_creation_input_tokens",
+            ],
+        )
+        .ok()?;
+        let cached = match details.map(<[u8]>::trim_ascii) {
+            None | Some(b"null") => None,
+            Some(d) => plain(scan::top_level_values(d, [b"cached_tokens"]).ok()?[0])?,
+        };
+        let prompt = plain(prompt)?.unwrap_or(0);
+        let total = plain(total)?;
+        Some(Usage {
+            prompt_tokens: prompt,
+            // Embeddings report only prompt and total tokens.
+            completion_tokens: plain(completion)?
+                .unwrap_or_else(|| total.unwrap_or(0).saturating_sub(prompt)),
+            cache_read_tokens: cached.unwrap_or(0),
+            cache_creation_tokens: plain(creation)?.unwrap_or(0),
+            estimated: false,
+        })
+    }
+
+    fn from_openai_json_by_serde(text: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
         use serde_json::Number;
         #[derive(Deserialize)]
         struct Details {
@@ -357,4 +407,55 @@ pub fn estimate_prompt_tokens(body: &RequestBody) -> u64 {
         .map(|n| n as u64 * 4)
         .unwrap_or(0);
     estimate_tokens(len) + framing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_scanned_reads_as_the_full_reader_does() {
+        let cases = [
+            r#"{"prompt_tokens":9,"completion_tokens":7,"total_tokens":16}"#,
+            r#" { "prompt_tokens" : 0 , "total_tokens": 12 } "#,
+            r#"{"prompt_tokens":5,"completion_tokens":null,"total_tokens":8,"prompt_tokens_details":{"cached_tokens":3,"audio_tokens":0}}"#,
+            r#"{"prompt_tokens":5,"prompt_tokens_details":null,"cache_creation_input_tokens":4,"x":{"y":[1]}}"#,
+            r#"{"prompt_tokens":5,"prompt_tokens":6}"#,
+            r#"{}"#,
+        ];
+        for text in cases {
+            let scanned = Usage::from_plain_openai_json(text.as_bytes());
+            assert!(scanned.is_some(), "{text} is the plain shape");
+            assert_eq!(
+                scanned,
+                Usage::from_openai_json_by_serde(text.as_bytes()).unwrap(),
+                "{text}"
+            );
+        }
+        // Not plain: left to the full reader, which rounds, refuses or finds no usage.
+        for text in [
+            r#"{"prompt_tokens":5.7,"completion_tokens":2}"#,
+            r#"{"prompt_tokens":"5"}"#,
+            r#"{"prompt_tokens":05}"#,
+            r#"{"prompt_tokens":-1}"#,
+            r#"{"prompt_tokens_details":{"cached_tokens":1.5}}"#,
+            r#"{"prompt_tokens_details":[1]}"#,
+            r#"null"#,
+            r#"[1]"#,
+            r#"{"prompt_tokens":5"#,
+        ] {
+            assert_eq!(
+                Usage::from_plain_openai_json(text.as_bytes()),
+                None,
+                "{text}"
+            );
+        }
+        assert_eq!(
+            Usage::from_openai_json(br#"{"prompt_tokens":5.7,"completion_tokens":2}"#)
+                .unwrap()
+                .map(|u| u.prompt_tokens),
+            Some(5)
+        );
+        assert!(Usage::from_openai_json(br#"{"prompt_tokens":05}"#).is_err());
+    }
 }
