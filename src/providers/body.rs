@@ -90,7 +90,8 @@ impl RequestBody {
         Ok(RequestBody { raw, members })
     }
 
-    /// The body of a JSON value built in code (health probes, tests).
+    /// The body of a JSON value built in code (health probes, tests); anything but an
+    /// object gives an empty one.
     pub fn from_value(value: &Value) -> Self {
         let raw = Bytes::from(serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()));
         match RequestBody::parse(raw) {

@@ -1,4 +1,5 @@
-//! Reading a proxied request: the JSON body extractor and the fields the gateway uses.
+//! Reading a request: the body extractors (JSON for the API, bytes for proxied calls) and
+//! the fields the gateway uses.
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode};
@@ -15,20 +16,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = match axum::body::Bytes::from_request(req, state).await {
-            Ok(b) => b,
-            Err(rej) => {
-                return Err(if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    too_large()
-                } else {
-                    ApiError::bad_request(format!(
-                        "Could not read request body: {}",
-                        rej.body_text()
-                    ))
-                });
-            }
-        };
-        parse_body(&bytes).map(JsonBody)
+        parse_body(&body_bytes(req, state).await?).map(JsonBody)
     }
 }
 
@@ -39,21 +27,21 @@ impl<S: Send + Sync> FromRequest<S> for ProxyBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = match axum::body::Bytes::from_request(req, state).await {
-            Ok(b) => b,
-            Err(rej) => {
-                return Err(if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    too_large()
-                } else {
-                    ApiError::bad_request(format!(
-                        "Could not read request body: {}",
-                        rej.body_text()
-                    ))
-                });
-            }
-        };
-        proxy_body(bytes).map(ProxyBody)
+        proxy_body(body_bytes(req, state).await?).map(ProxyBody)
     }
+}
+
+/// The whole body, or the error for one too large or broken off.
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<bytes::Bytes, ApiError> {
+    axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                ApiError::bad_request(format!("Could not read request body: {}", rej.body_text()))
+            }
+        })
 }
 
 /// Reads a whole proxied body of at most `limit` bytes, with the same errors as
@@ -89,7 +77,10 @@ fn too_large() -> ApiError {
 /// [`RequestBody::parse`]).
 fn parse_body(bytes: &[u8]) -> Result<Value, ApiError> {
     let refuse = |e: BodyError| ApiError::bad_request(e.to_string());
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    if bytes
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\n' | b'\t' | b'\r'))
+    {
         return Err(refuse(BodyError::Empty));
     }
     let v: Value =
