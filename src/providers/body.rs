@@ -354,16 +354,27 @@ impl<'a> Parser<'a> {
                     elements,
                 }),
             }
-            self.skip_ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(members);
-                }
-                None => return self.err("EOF while parsing an object"),
-                Some(_) => return self.err("expected `,` or `}`"),
+            if !self.another_member()? {
+                return Ok(members);
             }
+        }
+    }
+
+    /// After an object's member: past the comma when another follows (`true`), past the
+    /// closing brace when none does.
+    fn another_member(&mut self) -> Parsed<bool> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(true)
+            }
+            Some(b'}') => {
+                self.i += 1;
+                Ok(false)
+            }
+            None => self.err("EOF while parsing an object"),
+            Some(_) => self.err("expected `,` or `}`"),
         }
     }
 
@@ -416,15 +427,8 @@ impl<'a> Parser<'a> {
             self.expect(b':', "expected `:`")?;
             let value_len = self.value()?;
             len += if is_image { IMAGE_TEXT_LEN } else { value_len };
-            self.skip_ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(len);
-                }
-                None => return self.err("EOF while parsing an object"),
-                Some(_) => return self.err("expected `,` or `}`"),
+            if !self.another_member()? {
+                return Ok(len);
             }
         }
     }

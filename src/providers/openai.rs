@@ -196,6 +196,21 @@ mod tests {
     use super::*;
     use crate::providers::RequestBody;
 
+    fn chat_context<'a>(
+        http: &'a crate::providers::HttpClient,
+        dep: &'a crate::deployment::Deployment,
+        body: &'a RequestBody,
+    ) -> CallContext<'a> {
+        CallContext {
+            http,
+            deployment: dep,
+            call: CallType::Chat,
+            body,
+            timeout: std::time::Duration::from_secs(1),
+            prepared: None,
+        }
+    }
+
     #[test]
     fn upstream_body_drops_gateway_fields_rewrites_model_and_asks_for_usage() {
         let mut dep = crate::deployment::test_deployment("d", "alias", Wire::OpenAi);
@@ -209,14 +224,7 @@ mod tests {
             "fallbacks": ["x"], "stream": true, "stream_options": {"other": 1}, "custom": {"a": 1}
         }));
         let http = crate::providers::HttpClient::for_tests();
-        let ctx = CallContext {
-            http: &http,
-            deployment: &dep,
-            call: CallType::Chat,
-            body: &body,
-            timeout: std::time::Duration::from_secs(1),
-            prepared: None,
-        };
+        let ctx = chat_context(&http, &dep, &body);
         let out: Value = serde_json::from_slice(&upstream_body(&ctx, true).unwrap()).unwrap();
         assert_eq!(
             out,
@@ -243,14 +251,7 @@ mod tests {
         ))
         .unwrap();
         let http = crate::providers::HttpClient::for_tests();
-        let ctx = CallContext {
-            http: &http,
-            deployment: &dep,
-            call: CallType::Chat,
-            body: &body,
-            timeout: std::time::Duration::from_secs(1),
-            prepared: None,
-        };
+        let ctx = chat_context(&http, &dep, &body);
         let out = String::from_utf8(upstream_body(&ctx, false).unwrap()).unwrap();
         assert_eq!(
             out,
