@@ -82,13 +82,13 @@ async fn admit_and_run(
         .governance
         .authenticate(crate::auth::api_key(&headers))?;
     let req = ProxyRequest::parse(call, &body, &headers)?;
-    if !app.router.has_group(&req.model) {
+    let Some(group) = app.router.group(&req.model) else {
         return Err(crate::router::RouteError::UnknownModel {
             model: req.model.clone(),
             available: app.router.group_names().join(", "),
         }
         .into());
-    }
+    };
     let est_prompt_tokens = providers::estimate_prompt_tokens(&body);
     let reserved_output = if call == CallType::Embedding {
         0
@@ -96,9 +96,7 @@ async fn admit_and_run(
         req.max_output_tokens
             .unwrap_or(DEFAULT_RESERVED_OUTPUT_TOKENS)
     };
-    let est_cost = app
-        .router
-        .group(&req.model)
+    let est_cost = group
         .iter()
         .filter_map(|d| d.price.as_ref())
         .map(|p| cost::estimate_max_cost(p, est_prompt_tokens, reserved_output))

@@ -81,9 +81,12 @@ pub struct Router {
     groups: RwLock<Arc<Groups>>,
 }
 
+/// The deployments of one model group; shared, so handing one out is a count increment.
+pub type Group = Arc<[Arc<DeploymentState>]>;
+
 #[derive(Default)]
 struct Groups {
-    by_name: HashMap<String, Vec<Arc<DeploymentState>>>,
+    by_name: HashMap<String, Group>,
     /// Group names in declaration order, for `/models`.
     order: Vec<String>,
 }
@@ -106,6 +109,7 @@ impl Router {
     pub fn replace(&self, deployments: Vec<Arc<DeploymentState>>) {
         let old = self.groups.read().clone();
         let mut g = Groups::default();
+        let mut by_name: HashMap<String, Vec<Arc<DeploymentState>>> = HashMap::new();
         for d in deployments {
             let d = old
                 .by_name
@@ -116,14 +120,12 @@ impl Router {
                 })
                 .cloned()
                 .unwrap_or(d);
-            if !g.by_name.contains_key(&d.dep.model_name) {
+            if !by_name.contains_key(&d.dep.model_name) {
                 g.order.push(d.dep.model_name.clone());
             }
-            g.by_name
-                .entry(d.dep.model_name.clone())
-                .or_default()
-                .push(d);
+            by_name.entry(d.dep.model_name.clone()).or_default().push(d);
         }
+        g.by_name = by_name.into_iter().map(|(k, v)| (k, v.into())).collect();
         *self.groups.write() = Arc::new(g);
     }
 
@@ -143,13 +145,9 @@ impl Router {
             .collect()
     }
 
-    pub fn group(&self, name: &str) -> Vec<Arc<DeploymentState>> {
-        self.groups
-            .read()
-            .by_name
-            .get(name)
-            .cloned()
-            .unwrap_or_default()
+    /// The deployments of group `name`; `None` for a name that is no group.
+    pub fn group(&self, name: &str) -> Option<Group> {
+        self.groups.read().by_name.get(name).cloned()
     }
 
     /// The fallback groups for `group` after a failure of `class`.
@@ -187,7 +185,7 @@ impl Router {
         exclude: &[String],
         now: Instant,
     ) -> Result<Vec<Arc<DeploymentState>>, (String, Option<Duration>)> {
-        let all = self.group(group);
+        let all = self.group(group).unwrap_or_else(|| Arc::new([]));
         // Filters applied in passes over the group rather than into intermediate lists:
         // this runs on every request and groups are small.
         let fits = |d: &DeploymentState| {
@@ -411,11 +409,12 @@ impl Router {
                         let class = e.class;
                         last_class = Some(class);
                         let allowed = self.retries_for(class, req, &dep.dep);
-                        let repeat_same = !self.group(&group).iter().any(|d| {
-                            d.dep.id != dep.dep.id
-                                && !tried_ids.contains(&d.dep.id)
-                                && !d.is_cooling_down(Instant::now())
-                        });
+                        let repeat_same =
+                            !self.group(&group).iter().flat_map(|g| g.iter()).any(|d| {
+                                d.dep.id != dep.dep.id
+                                    && !tried_ids.contains(&d.dep.id)
+                                    && !d.is_cooling_down(Instant::now())
+                            });
                         tried_ids.push(dep.dep.id.clone());
                         let wait = self.backoff(attempt, &e, repeat_same);
                         errors.push((group.clone(), e));
