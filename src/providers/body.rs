@@ -301,7 +301,8 @@ impl<'a> Parser<'a> {
             self.i += 1;
             Ok(())
         } else if self.peek().is_none() {
-            self.err("EOF while parsing")
+            // Only objects expect a particular byte (a key's quote, a colon).
+            self.err("EOF while parsing an object")
         } else {
             self.err(what)
         }
@@ -367,6 +368,7 @@ impl<'a> Parser<'a> {
         match self.peek() {
             Some(b',') => {
                 self.i += 1;
+                self.no_trailing_comma(b'}')?;
                 Ok(true)
             }
             Some(b'}') => {
@@ -376,6 +378,15 @@ impl<'a> Parser<'a> {
             None => self.err("EOF while parsing an object"),
             Some(_) => self.err("expected `,` or `}`"),
         }
+    }
+
+    /// After a comma: the most common slip in hand-written JSON gets its own words.
+    fn no_trailing_comma(&mut self, close: u8) -> Parsed<()> {
+        self.skip_ws();
+        if self.peek() == Some(close) {
+            return self.err("trailing comma");
+        }
+        Ok(())
     }
 
     /// Reads one value; returns the length of the text in it.
@@ -438,6 +449,9 @@ impl<'a> Parser<'a> {
         let mut len = 0;
         let mut count = 0;
         self.skip_ws();
+        if self.peek().is_none() {
+            return self.err("EOF while parsing a list");
+        }
         if self.peek() == Some(b']') {
             self.i += 1;
             self.elements = 0;
@@ -448,7 +462,10 @@ impl<'a> Parser<'a> {
             count += 1;
             self.skip_ws();
             match self.peek() {
-                Some(b',') => self.i += 1,
+                Some(b',') => {
+                    self.i += 1;
+                    self.no_trailing_comma(b']')?;
+                }
                 Some(b']') => {
                     self.i += 1;
                     self.elements = count;

@@ -29,7 +29,34 @@ async fn malformed_json_is_400_invalid_request() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert_error_shape(&r);
     assert_eq!(r.body["error"]["type"], "invalid_request_error");
-    assert!(r.error_message().contains("JSON"), "{}", r.text);
+    assert_eq!(
+        r.error_message(),
+        "Invalid JSON in request body: EOF while parsing a list at line 1 column 31"
+    );
+    // Each other way a body can be wrong gets its own words, and nothing goes upstream.
+    for (body, says) in [
+        (&b"[1, 2]"[..], "Request body must be a JSON object"),
+        (b" \n", "Request body is empty; expected a JSON object"),
+        (
+            b"{\"model\": \"gpt\", \"x\": \"\xff\"}",
+            "invalid unicode code point at line 1 column 24",
+        ),
+        (
+            b"{\"model\": \"gpt\"} {}",
+            "trailing characters at line 1 column 18",
+        ),
+    ] {
+        let req = app
+            .client
+            .post(format!("{}/v1/chat/completions", app.url))
+            .bearer_auth(MASTER_KEY)
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        let r = app.send(req).await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert_error_shape(&r);
+        assert!(r.error_message().ends_with(says), "{}", r.text);
+    }
     assert_eq!(up.hits(), 0);
     app.stop().await;
 }
