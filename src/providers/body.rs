@@ -13,9 +13,9 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::scan;
-use serde_json::Value;
 
 /// Why a body was refused, worded for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +47,16 @@ struct Member {
     text_len: usize,
     /// The number of elements, when the value is an array.
     elements: Option<usize>,
+}
+
+impl Member {
+    /// The key's text: the raw key in `body` unless it had escapes.
+    fn key<'a>(&'a self, body: &'a [u8]) -> &'a [u8] {
+        match &self.unescaped {
+            Some(k) => k.as_bytes(),
+            None => &body[self.raw_key.clone()],
+        }
+    }
 }
 
 /// A JSON object body, validated, kept as bytes.
@@ -108,18 +118,10 @@ impl RequestBody {
         &self.raw
     }
 
-    /// A member's key text: the raw key unless it had escapes.
-    fn key_bytes<'a>(&'a self, m: &'a Member) -> &'a [u8] {
-        match &m.unescaped {
-            Some(k) => k.as_bytes(),
-            None => &self.raw[m.raw_key.clone()],
-        }
-    }
-
     fn member(&self, key: &str) -> Option<&Member> {
         self.members
             .iter()
-            .find(|m| self.key_bytes(m) == key.as_bytes())
+            .find(|m| m.key(&self.raw) == key.as_bytes())
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
@@ -181,7 +183,7 @@ impl RequestBody {
         self.members.iter().map(|m| {
             (
                 // The whole body was checked to be UTF-8.
-                std::str::from_utf8(self.key_bytes(m)).unwrap_or_default(),
+                std::str::from_utf8(m.key(&self.raw)).unwrap_or_default(),
                 &self.raw[m.raw_key.clone()],
                 &self.raw[m.value.clone()],
             )
@@ -321,39 +323,27 @@ impl<'a> Parser<'a> {
         loop {
             self.expect(b'"', "key must be a string")?;
             let key = self.string()?;
-            let unescaped = if key.escaped {
-                Some(unescape(
-                    &self.b[key.content.start - 1..key.content.end + 1],
-                ))
-            } else {
-                None
-            };
             self.expect(b':', "expected `:`")?;
             self.skip_ws();
             let start = self.i;
-            self.elements = usize::MAX;
             let text_len = self.value()?;
+            // `array` left its count when the value was one.
             let elements = (self.b[start] == b'[').then_some(self.elements);
-            let value = start..self.i;
-            let same = |m: &Member| match (&m.unescaped, &unescaped) {
-                (None, None) => self.b[m.raw_key.clone()] == self.b[key.content.clone()],
-                (Some(a), Some(b)) => a == b,
-                (Some(a), None) => a.as_bytes() == &self.b[key.content.clone()],
-                (None, Some(b)) => &self.b[m.raw_key.clone()] == b.as_bytes(),
+            let member = Member {
+                unescaped: self.unescaped(&key),
+                raw_key: key.content,
+                value: start..self.i,
+                text_len,
+                elements,
             };
-            match members.iter_mut().find(|m| same(m)) {
-                Some(m) => {
-                    m.value = value;
-                    m.text_len = text_len;
-                    m.elements = elements;
+            let b = self.b;
+            match members.iter_mut().find(|m| m.key(b) == member.key(b)) {
+                Some(first) => {
+                    first.value = member.value;
+                    first.text_len = member.text_len;
+                    first.elements = member.elements;
                 }
-                None => members.push(Member {
-                    raw_key: key.content,
-                    unescaped,
-                    value,
-                    text_len,
-                    elements,
-                }),
+                None => members.push(member),
             }
             if !self.another_member()? {
                 return Ok(members);
@@ -430,10 +420,9 @@ impl<'a> Parser<'a> {
         loop {
             self.expect(b'"', "key must be a string")?;
             let key = self.string()?;
-            let is_image = if key.escaped {
-                &*unescape(&self.b[key.content.start - 1..key.content.end + 1]) == "image_url"
-            } else {
-                &self.b[key.content] == b"image_url"
+            let is_image = match self.unescaped(&key) {
+                Some(text) => &*text == "image_url",
+                None => &self.b[key.content] == b"image_url",
             };
             self.expect(b':', "expected `:`")?;
             let value_len = self.value()?;
@@ -588,6 +577,17 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// The text of a string just scanned, when it had escapes (otherwise it is its raw
+    /// content). Already validated, so it always decodes.
+    fn unescaped(&self, s: &Scanned) -> Option<Box<str>> {
+        s.escaped.then(|| {
+            let literal = &self.b[s.content.start - 1..s.content.end + 1];
+            serde_json::from_slice::<String>(literal)
+                .unwrap_or_default()
+                .into_boxed_str()
+        })
+    }
+
     /// At a backslash; reads the escape and returns how many bytes longer it is than the
     /// UTF-8 of the character it stands for.
     fn escape(&mut self) -> Parsed<usize> {
@@ -640,14 +640,6 @@ impl<'a> Parser<'a> {
         self.i += 4;
         Ok(n)
     }
-}
-
-/// The text of a JSON string literal (quotes included) that has escapes; already
-/// validated, so it always decodes.
-fn unescape(literal: &[u8]) -> Box<str> {
-    serde_json::from_slice::<String>(literal)
-        .unwrap_or_default()
-        .into_boxed_str()
 }
 
 #[cfg(test)]

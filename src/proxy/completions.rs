@@ -101,6 +101,8 @@ async fn admit_and_run(
         .filter_map(|d| d.price.as_ref())
         .map(|p| cost::estimate_max_cost(p, est_prompt_tokens, reserved_output))
         .fold(0.0, f64::max);
+    // The router picks from its current groups; this copy is not kept across the call.
+    drop(group);
     let admission = app.governance.admit(
         &caller,
         &AdmitRequest {
