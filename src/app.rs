@@ -106,6 +106,7 @@ pub fn build(
         prices,
         secrets,
         config,
+        busy_poll: Default::default(),
         started: Instant::now(),
         started_at: chrono::Utc::now(),
     };
@@ -164,6 +165,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let router = http_router(state.clone());
+    let poller = tokio::spawn({
+        let state = state.clone();
+        async move {
+            let window = state.config.general.busy_poll;
+            state.busy_poll.run(window).await
+        }
+    });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -184,6 +192,7 @@ pub async fn serve(
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let state = state.clone();
             let router = router.clone();
+            state.busy_poll.touch();
             async move {
                 Ok::<_, Infallible>(
                     match crate::proxy::routes::hot_route(req.method(), req.uri().path()) {
@@ -203,6 +212,7 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+    poller.abort();
 }
 
 /// Per-connection accept errors (the peer gave up) are retried at once; others (out of

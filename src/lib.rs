@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod busy_poll;
 pub mod config;
 pub mod deployment;
 pub mod governance;

@@ -23,6 +23,8 @@ pub struct App {
     pub prices: PriceTable,
     /// Seals provider keys of runtime models at rest.
     pub secrets: SecretBox,
+    /// Keeps the serving thread awake between requests (`busy_poll`).
+    pub busy_poll: crate::busy_poll::BusyPoll,
     pub started: Instant,
     pub started_at: chrono::DateTime<chrono::Utc>,
 }

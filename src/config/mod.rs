@@ -290,6 +290,9 @@ impl Parser {
                     g.spend_flush_interval =
                         Duration::from_millis(self.number(val, &path)?.max(1.0) as u64)
                 }
+                "busy_poll_us" => {
+                    g.busy_poll = Duration::from_micros(self.number(val, &path)?.max(0.0) as u64)
+                }
                 _ => self.ignored.push(path),
             }
         }

@@ -209,3 +209,17 @@ fn disable_spend_logs_is_read_and_must_be_a_boolean() {
     let e = load("general_settings:\n  disable_spend_logs: sometimes\n").unwrap_err();
     assert_eq!(e.field, "general_settings.disable_spend_logs");
 }
+
+#[test]
+fn busy_poll_us_is_read_defaults_on_and_zero_turns_it_off() {
+    assert_eq!(
+        load("general_settings: {}\n").unwrap().general.busy_poll,
+        Duration::from_micros(settings::DEFAULT_BUSY_POLL_US)
+    );
+    let cfg = load("general_settings:\n  busy_poll_us: 250\n").unwrap();
+    assert_eq!(cfg.general.busy_poll, Duration::from_micros(250));
+    let cfg = load("general_settings:\n  busy_poll_us: 0\n").unwrap();
+    assert!(cfg.general.busy_poll.is_zero());
+    let e = load("general_settings:\n  busy_poll_us: -5\n").unwrap_err();
+    assert_eq!(e.field, "general_settings.busy_poll_us");
+}

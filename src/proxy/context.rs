@@ -30,6 +30,14 @@ pub(crate) struct Ctx {
     pub upstream_us: std::sync::atomic::AtomicU64,
 }
 
+impl Drop for Ctx {
+    /// The request is over (answered, streamed to the end, failed or abandoned): the
+    /// client's next request is likely close behind (`busy_poll`).
+    fn drop(&mut self) {
+        self.app.busy_poll.touch();
+    }
+}
+
 /// Time allowed for a call: the deployment's, else the router's.
 pub(crate) fn call_timeout(app: &AppState, d: &DeploymentState, stream: bool) -> Duration {
     let s = app.router.settings();

@@ -140,3 +140,34 @@ async fn stopping_lets_a_request_in_flight_finish_records_it_and_refuses_new_one
     let rows = store.spend_rows_before(u64::MAX, 10).expect("rows");
     assert_eq!(rows.len(), 1, "the drained request's spend row was flushed");
 }
+
+/// Polls `what` every 10 ms for up to 10 s.
+async fn eventually(what: impl Fn() -> bool) -> bool {
+    for _ in 0..1000 {
+        if what() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn the_serving_thread_polls_after_a_request_and_sleeps_when_idle() {
+    let up = MockUpstream::openai().await;
+    let yaml = format!(
+        "{}general_settings:\n  master_key: {MASTER_KEY}\n  busy_poll_us: 1500000\n",
+        config_for(&[("gpt", "openai/gpt-4o", &format!("{}/v1", up.url()))])
+    );
+    let app = spawn_app(&yaml).await;
+    let poll = &app.state().busy_poll;
+    assert!(eventually(|| poll.is_parked()).await, "idle: asleep");
+    let r = app.chat(MASTER_KEY, "gpt").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!poll.is_parked(), "a request wakes it for the window");
+    assert!(
+        eventually(|| poll.is_parked()).await,
+        "asleep again after it"
+    );
+    app.stop().await;
+}
