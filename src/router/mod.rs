@@ -7,6 +7,7 @@
 pub mod health;
 pub mod strategy;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -180,12 +181,11 @@ impl Router {
     /// Healthy candidates of the best `order`, or why there are none.
     fn candidates(
         &self,
-        group: &str,
+        all: &[Arc<DeploymentState>],
         req: &RouteRequest,
         exclude: &[String],
         now: Instant,
     ) -> Result<Vec<Arc<DeploymentState>>, (String, Option<Duration>)> {
-        let all = self.group(group).unwrap_or_else(|| Arc::new([]));
         // Filters applied in passes over the group rather than into intermediate lists:
         // this runs on every request and groups are small.
         let fits = |d: &DeploymentState| {
@@ -233,7 +233,7 @@ impl Router {
 
     fn pick(
         &self,
-        group: &str,
+        group: &[Arc<DeploymentState>],
         req: &RouteRequest,
         exclude: &[String],
     ) -> Result<Arc<DeploymentState>, (String, Option<Duration>)> {
@@ -340,21 +340,28 @@ impl Router {
         F: FnMut(Arc<DeploymentState>) -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
     {
-        if !self.has_group(&req.model) {
-            return Err(RouteError::UnknownModel {
-                model: req.model.clone(),
-                available: self.group_names().join(", "),
-            });
-        }
         let mut errors: Vec<(String, ProviderError)> = Vec::new();
-        let mut queue: Vec<String> = vec![req.model.clone()];
-        let mut tried_groups: Vec<String> = Vec::new();
+        // Group names borrow the request's own until a fallback adds one: the first
+        // attempt copies no name.
+        let mut queue: Vec<Cow<'_, str>> = vec![Cow::Borrowed(req.model.as_str())];
+        let mut tried_groups: Vec<Cow<'_, str>> = Vec::new();
         let mut retries_total = 0;
         let mut last_unavailable: Option<(String, Option<Duration>)> = None;
         while let Some(group) = (!queue.is_empty()).then(|| queue.remove(0)) {
-            if tried_groups.contains(&group) || !self.has_group(&group) {
+            if tried_groups.contains(&group) {
                 continue;
             }
+            // Looked up once a group: the members stay as they were for its attempts
+            // even if the model list is replaced meanwhile.
+            let Some(members) = self.group(&group) else {
+                if tried_groups.is_empty() {
+                    return Err(RouteError::UnknownModel {
+                        model: req.model.clone(),
+                        available: self.group_names().join(", "),
+                    });
+                }
+                continue;
+            };
             tried_groups.push(group.clone());
             let fallback_index = tried_groups.len() as u32 - 1;
             let mut tried_ids: Vec<String> = Vec::new();
@@ -363,7 +370,7 @@ impl Router {
             // when a retry then finds no deployment available.
             let mut last_class: Option<ErrorClass> = None;
             let failure_class = loop {
-                let dep = match self.pick(&group, req, &tried_ids) {
+                let dep = match self.pick(&members, req, &tried_ids) {
                     Ok(d) => d,
                     Err(why) => {
                         last_unavailable = Some(why);
@@ -409,15 +416,14 @@ impl Router {
                         let class = e.class;
                         last_class = Some(class);
                         let allowed = self.retries_for(class, req, &dep.dep);
-                        let repeat_same =
-                            !self.group(&group).iter().flat_map(|g| g.iter()).any(|d| {
-                                d.dep.id != dep.dep.id
-                                    && !tried_ids.contains(&d.dep.id)
-                                    && !d.is_cooling_down(Instant::now())
-                            });
+                        let repeat_same = !members.iter().any(|d| {
+                            d.dep.id != dep.dep.id
+                                && !tried_ids.contains(&d.dep.id)
+                                && !d.is_cooling_down(Instant::now())
+                        });
                         tried_ids.push(dep.dep.id.clone());
                         let wait = self.backoff(attempt, &e, repeat_same);
-                        errors.push((group.clone(), e));
+                        errors.push((group.to_string(), e));
                         if attempt >= allowed || mock_error {
                             break Some(class);
                         }
@@ -431,8 +437,8 @@ impl Router {
             };
             let class = failure_class.unwrap_or(ErrorClass::RateLimit);
             for f in self.fallbacks_for(&group, class, req) {
-                if !tried_groups.contains(&f) && !queue.contains(&f) {
-                    queue.push(f);
+                if !tried_groups.iter().chain(&queue).any(|g| *g == *f) {
+                    queue.push(Cow::Owned(f));
                 }
             }
         }
