@@ -105,13 +105,41 @@ impl SpendRow {
 
 /// `t` as RFC 3339 UTC with milliseconds (`2026-11-24T10:00:00.000Z`), the spend rows'
 /// time format. Every request formats two, and chrono's general formatter costs more
-/// than the rest of the row; years outside 1970–9999 take chrono's path.
+/// than the rest of the row; years outside 1970–9999 take chrono's path. The text up to
+/// the seconds is kept per thread for the last second formatted: a request's start and
+/// end, and the requests around it, mostly fall in the same one.
 pub fn rfc3339_millis(t: chrono::DateTime<chrono::Utc>) -> String {
+    thread_local! {
+        static LAST_SECOND: std::cell::Cell<(i64, [u8; 20])> =
+            const { std::cell::Cell::new((-1, [0; 20])) };
+    }
     let ms = t.timestamp_millis();
     if !(0..253_402_300_800_000).contains(&ms) {
         return t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     }
-    let (days, ms_of_day) = (ms / 86_400_000, ms % 86_400_000);
+    let (second, milli) = (ms / 1000, ms % 1000);
+    let prefix = LAST_SECOND.with(|last| {
+        let (cached, prefix) = last.get();
+        if cached == second {
+            return prefix;
+        }
+        let prefix = up_to_seconds(second);
+        last.set((second, prefix));
+        prefix
+    });
+    let mut out = [0u8; 24];
+    out[..20].copy_from_slice(&prefix);
+    out[20] = b'0' + (milli / 100) as u8;
+    out[21] = b'0' + (milli / 10 % 10) as u8;
+    out[22] = b'0' + (milli % 10) as u8;
+    out[23] = b'Z';
+    // Only ASCII digits and separators were written.
+    String::from_utf8(out.to_vec()).unwrap_or_default()
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` for `secs` since the epoch (non-negative, before year 10000).
+fn up_to_seconds(secs: i64) -> [u8; 20] {
+    let (days, secs_of_day) = (secs / 86_400, secs % 86_400);
     // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm, shifted to
     // eras starting on 0000-03-01).
     let z = days + 719_468;
@@ -123,9 +151,8 @@ pub fn rfc3339_millis(t: chrono::DateTime<chrono::Utc>) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let (hour, minute) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60);
-    let (second, milli) = (ms_of_day / 1000 % 60, ms_of_day % 1000);
-    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let (hour, minute, second) = (secs_of_day / 3600, secs_of_day / 60 % 60, secs_of_day % 60);
+    let mut out = *b"0000-00-00T00:00:00.";
     let mut put = |at: usize, width: usize, mut v: i64| {
         for i in (at..at + width).rev() {
             out[i] = b'0' + (v % 10) as u8;
@@ -138,9 +165,7 @@ pub fn rfc3339_millis(t: chrono::DateTime<chrono::Utc>) -> String {
     put(11, 2, hour);
     put(14, 2, minute);
     put(17, 2, second);
-    put(20, 3, milli);
-    // Only ASCII digits and separators were written.
-    String::from_utf8(out.to_vec()).unwrap_or_default()
+    out
 }
 
 /// Separates the parts of an aggregate key (a control character never seen in ids).
@@ -247,6 +272,18 @@ mod tests {
             checked += 1;
         }
         assert_eq!(checked, 5_000);
+        // Runs within one second and across second, minute, day and year ends, where
+        // the kept text must be replaced.
+        for base in [0, 951_868_799_000, 1_798_761_599_000, 1_767_225_599_500] {
+            for t in (base..base + 2_500).step_by(7) {
+                let at = chrono::Utc.timestamp_millis_opt(t).unwrap();
+                assert_eq!(
+                    rfc3339_millis(at),
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "{t}"
+                );
+            }
+        }
         let before = chrono::Utc.timestamp_millis_opt(-1).unwrap();
         assert_eq!(rfc3339_millis(before), "1969-12-31T23:59:59.999Z");
     }
