@@ -156,10 +156,14 @@ fn owner(parts: &[&str]) -> String {
     s
 }
 
+/// A std map hashed with foldhash, for maps whose entries an admin creates.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Every record, indexed for the hot path. Admin code writes the store first, then this.
 #[derive(Debug, Default)]
 pub struct Index {
-    pub keys: HashMap<String, Arc<KeyRecord>>,
+    /// token hash → key; looked up on every virtual-key request (foldhash: see `OwnerMap`).
+    pub keys: FastMap<String, Arc<KeyRecord>>,
     /// alias → token hash.
     pub aliases: HashMap<String, String>,
     pub users: BTreeMap<String, Arc<UserRecord>>,

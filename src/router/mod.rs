@@ -87,7 +87,9 @@ pub type Group = Arc<[Arc<DeploymentState>]>;
 
 #[derive(Default)]
 struct Groups {
-    by_name: HashMap<String, Group>,
+    /// Looked up by the client's model name on every request; entries come from the
+    /// config and the admin API, so foldhash (seeded per process) instead of SipHash.
+    by_name: HashMap<String, Group, foldhash::fast::RandomState>,
     /// Group names in declaration order, for `/models`.
     order: Vec<String>,
 }
