@@ -1,11 +1,15 @@
 //! The thread the spend writer's batch work runs on.
 //!
-//! A dedicated thread at normal priority, so the work is never starved and never waits
-//! behind the blocking pool; the batch work itself gives the core back every few dozen
-//! rows (`yield_now` between redb blocks), so a request thread sharing the core waits
-//! tens of microseconds at a time, not a scheduler tick. An earlier design ran this
-//! thread at `SCHED_IDLE` with a normal-priority fallback; on a saturated core the
-//! fallback took the core in 4 ms slices (bench/RESULTS.md, fourth session).
+//! A dedicated thread, so the work never waits behind the blocking pool. It runs at nice
+//! 10: when it shares a core with the request thread (the benchmark pins the gateway to
+//! one), the kernel gives the request thread the core back sooner, yet the writer still
+//! gets about a tenth of a saturated core, several times what it needs. The batch work
+//! itself gives the core back every few dozen rows (`yield_now` between redb blocks), so
+//! a request thread sharing the core waits tens of microseconds at a time, not a
+//! scheduler tick. An earlier design ran this thread at `SCHED_IDLE` with a
+//! normal-priority fallback; on a saturated core the fallback took the core in 4 ms
+//! slices (bench/RESULTS.md, fourth session). Nice 10 against nice 0: more requests a
+//! second in 13 of 17 interleaved pairs (bench/RESULTS.md, seventh session).
 
 use tokio::sync::oneshot;
 
@@ -24,6 +28,7 @@ impl CommitThread {
         std::thread::Builder::new()
             .name("spend-commit".into())
             .spawn(move || {
+                lower_priority();
                 for job in queue {
                     job();
                 }
@@ -47,6 +52,20 @@ impl CommitThread {
     }
 }
 
+/// The nice value of the commit thread.
+const COMMIT_THREAD_NICE: libc::c_int = 10;
+
+/// Lowers the calling thread's priority (on Linux `setpriority` with `PRIO_PROCESS` and
+/// 0 applies to the calling thread only). Best effort: the work runs either way.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: an FFI call with plain integer arguments that changes only this thread's
+    // nice value.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, COMMIT_THREAD_NICE);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +78,21 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(name.as_deref(), Some("spend-commit"));
+        #[cfg(target_os = "linux")]
+        {
+            fn nice() -> libc::c_int {
+                // SAFETY: reads the calling thread's nice value.
+                unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+            }
+            let there = w.run(nice).await.unwrap();
+            assert!(
+                there >= COMMIT_THREAD_NICE,
+                "the commit thread runs at nice {COMMIT_THREAD_NICE} (or lower priority), got {there}"
+            );
+            if nice() < COMMIT_THREAD_NICE {
+                assert!(nice() < there, "and only that thread is lowered");
+            }
+        }
         let mut got = Vec::new();
         for i in 0..5 {
             got.push(w.run(move || i * 2).await.unwrap());
