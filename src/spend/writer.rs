@@ -17,13 +17,17 @@ use super::commit_thread::CommitThread;
 use super::log::{DailyAggregate, SpendRow};
 use crate::store::{PackedRows, Store};
 
-/// Most rows committed in one transaction.
-const MAX_BATCH: usize = 2_000;
+/// Most rows committed in one transaction. The end of a transaction (redb writing its
+/// pages, the disk sync's writeback) cannot give the core back part way, so under load
+/// its size is how long a request sharing the core can wait: at 2,000 rows those pieces
+/// reached 0.7–4 ms. 1,000 rows a transaction: lower c64 p99 in 5 of 6 interleaved pairs
+/// and no fewer requests a second; 500 was no better (bench/RESULTS.md, seventh session).
+const MAX_BATCH: usize = 1_000;
 
 /// Rows waiting beyond which commits stop yielding the CPU between blocks (see
 /// `yield_cpu`): past it the log catches up at the requests' expense, which bounds the
 /// buffer's memory (~2 s of rows at 30k requests/s).
-const BACKLOG_WITHOUT_YIELDING: usize = 32 * MAX_BATCH;
+const BACKLOG_WITHOUT_YIELDING: usize = 64_000;
 
 /// How often raw rows older than the retention period are deleted (aggregates are kept).
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
