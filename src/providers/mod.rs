@@ -16,9 +16,11 @@ pub mod scan;
 pub mod sse;
 pub mod stream;
 
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -333,19 +335,25 @@ pub async fn call_stream(ctx: &CallContext<'_>) -> Result<ChunkStream, Error> {
     }
 }
 
-async fn send(ctx: &CallContext<'_>, req: UpstreamRequest) -> Result<Bytes, Error> {
+// `send`, `send_for_stream` and `within` return their futures rather than being `async
+// fn`s: an async fn keeps its arguments in its state next to the future it hands them
+// to, which doubled the size of these futures (~4 KB each), and every level above
+// copies them whole when it moves them.
+fn send<'a>(
+    ctx: &'a CallContext<'_>,
+    req: UpstreamRequest,
+) -> impl Future<Output = Result<Bytes, Error>> + 'a {
     let provider = ctx.deployment.provider_name();
-    within(ctx, async {
+    within(ctx, async move {
         send_ok(ctx, provider, req).await?.bytes(provider).await
     })
-    .await
 }
 
-async fn send_for_stream(
-    ctx: &CallContext<'_>,
+fn send_for_stream<'a>(
+    ctx: &'a CallContext<'_>,
     req: UpstreamRequest,
-) -> Result<UpstreamResponse, Error> {
-    within(ctx, send_ok(ctx, ctx.deployment.provider_name(), req)).await
+) -> impl Future<Output = Result<UpstreamResponse, Error>> + 'a {
+    within(ctx, send_ok(ctx, ctx.deployment.provider_name(), req))
 }
 
 /// Sends; a non-2xx answer is read and classified into an `Error`.
@@ -370,14 +378,13 @@ async fn send_ok(
 }
 
 /// Runs `work` within the call's timeout.
-async fn within<T>(
+fn within<T>(
     ctx: &CallContext<'_>,
-    work: impl std::future::Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    match tokio::time::timeout(ctx.timeout, work).await {
-        Ok(r) => r,
-        Err(_) => Err(Error::timeout(ctx.deployment.provider_name(), ctx.timeout)),
-    }
+    work: impl Future<Output = Result<T, Error>>,
+) -> impl Future<Output = Result<T, Error>> {
+    let (provider, timeout) = (ctx.deployment.provider_name(), ctx.timeout);
+    tokio::time::timeout(timeout, work)
+        .map(move |r| r.unwrap_or_else(|_| Err(Error::timeout(provider, timeout))))
 }
 
 /// Adds the deployment's `extra_headers` to an upstream request.
