@@ -88,6 +88,16 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// A polling task with `window`, on the test's runtime.
+    fn start(window: Duration) -> (Arc<BusyPoll>, tokio::task::JoinHandle<()>) {
+        let poll = Arc::new(BusyPoll::default());
+        let task = tokio::spawn({
+            let poll = poll.clone();
+            async move { poll.run(window).await }
+        });
+        (poll, task)
+    }
+
     async fn wait_until(what: impl Fn() -> bool) -> bool {
         for _ in 0..2000 {
             if what() {
@@ -100,11 +110,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn parks_when_idle_and_wakes_on_activity() {
-        let poll = Arc::new(BusyPoll::default());
-        let task = tokio::spawn({
-            let poll = poll.clone();
-            async move { poll.run(Duration::from_millis(5)).await }
-        });
+        let (poll, task) = start(Duration::from_millis(5));
         assert!(!poll.is_parked(), "polls at first");
         assert!(
             wait_until(|| poll.is_parked()).await,
@@ -118,11 +124,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn activity_keeps_it_polling() {
-        let poll = Arc::new(BusyPoll::default());
-        let task = tokio::spawn({
-            let poll = poll.clone();
-            async move { poll.run(Duration::from_millis(200)).await }
-        });
+        let (poll, task) = start(Duration::from_millis(200));
         // Touched every 10 ms for a second: five windows long, never idle for one.
         for _ in 0..100 {
             poll.touch();
