@@ -145,26 +145,21 @@ pub struct PassThrough;
 
 impl Translator for PassThrough {
     fn on_event(&mut self, event: &Event, out: &mut Vec<StreamItem>) -> Result<bool, Error> {
-        let data = event.data.trim();
-        if data == "[DONE]" {
+        let data = event.data.trim_ascii();
+        if data == b"[DONE]" {
             return Ok(true);
         }
         if data.is_empty() {
             return Ok(false);
         }
-        let raw = Bytes::copy_from_slice(data.as_bytes());
+        // The chunk as received, shared rather than copied.
+        let raw = event.data.slice_ref(data);
         // Every chunk is scanned (one object, balanced, strings closed) so garbage is
         // never forwarded; only a top-level `usage` is parsed, and only when present.
-        let [usage, error, choices] =
-            top_level_values(data.as_bytes(), [b"usage", b"error", b"choices"])
-                .map_err(|e| Error::bad_response("openai", format!("invalid stream chunk: {e}")))?;
+        let [usage, error, choices] = top_level_values(data, [b"usage", b"error", b"choices"])
+            .map_err(|e| Error::bad_response("openai", format!("invalid stream chunk: {e}")))?;
         if error.is_some() && choices.is_none() {
-            return Err(Error::from_status(
-                "openai",
-                500,
-                &Default::default(),
-                data.as_bytes(),
-            ));
+            return Err(Error::from_status("openai", 500, &Default::default(), data));
         }
         let usage = match usage {
             Some(raw) => {
@@ -348,7 +343,7 @@ mod tests {
     fn ev(data: &str) -> Event {
         Event {
             event: None,
-            data: data.into(),
+            data: Bytes::copy_from_slice(data.as_bytes()),
         }
     }
 

@@ -68,7 +68,7 @@ pub fn from_sse<T: Translator>(
                 }
                 let mut out = Vec::new();
                 let events = match st.body.next().await {
-                    Some(Ok(bytes)) => st.parser.push(&bytes),
+                    Some(Ok(bytes)) => st.parser.push(bytes),
                     Some(Err(e)) => {
                         st.done = true;
                         st.error = Some(Error::connection(provider, &e));

@@ -90,12 +90,12 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
 
 impl Translator for AnthropicStream {
     fn on_event(&mut self, event: &Event, out: &mut Vec<StreamItem>) -> Result<bool, Error> {
-        let data = event.data.trim();
+        let data = event.data.trim_ascii();
         if data.is_empty() {
             return Ok(false);
         }
         let v: Value =
-            serde_json::from_str(data).map_err(|e| Error::bad_response("anthropic", e))?;
+            serde_json::from_slice(data).map_err(|e| Error::bad_response("anthropic", e))?;
         let kind = v
             .get("type")
             .and_then(Value::as_str)
@@ -178,7 +178,7 @@ impl Translator for AnthropicStream {
                 self.push_usage(out);
                 return Ok(true);
             }
-            "error" => return Err(error_from_body(data.as_bytes())),
+            "error" => return Err(error_from_body(data)),
             _ => {} // ping, content_block_stop, unknown future events
         }
         Ok(false)
@@ -200,7 +200,7 @@ mod tests {
     fn ev(name: &str, data: Value) -> Event {
         Event {
             event: Some(name.into()),
-            data: data.to_string(),
+            data: data.to_string().into(),
         }
     }
 
