@@ -71,8 +71,11 @@ impl BusyPoll {
                 last_active = now;
                 continue;
             }
-            // `notify_one` before this await leaves a permit, so a wake is never lost.
+            // `notify_one` before this await leaves a permit, so a wake is never lost. A
+            // permit left by a touch that raced with an earlier park ends this wait early:
+            // then this is one more window of polling, and `parked` is cleared either way.
             self.wake.notified().await;
+            self.parked.store(false, Ordering::SeqCst);
             last_active = Instant::now();
         }
     }

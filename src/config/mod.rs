@@ -291,7 +291,7 @@ impl Parser {
                         Duration::from_millis(self.number(val, &path)?.max(1.0) as u64)
                 }
                 "busy_poll_us" => {
-                    g.busy_poll = Duration::from_micros(self.number(val, &path)?.max(0.0) as u64)
+                    g.busy_poll = Duration::from_micros(self.number(val, &path)? as u64)
                 }
                 _ => self.ignored.push(path),
             }
