@@ -53,6 +53,7 @@ impl CommitThread {
 }
 
 /// The nice value of the commit thread.
+#[cfg(target_os = "linux")]
 const COMMIT_THREAD_NICE: libc::c_int = 10;
 
 /// Lowers the calling thread's priority (on Linux `setpriority` with `PRIO_PROCESS` and
