@@ -113,7 +113,12 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn parks_when_idle_and_wakes_on_activity() {
-        let (poll, task) = start(Duration::from_millis(5));
+        let (poll, task) = start(Duration::from_millis(200));
+        // Let the task run a few rounds, so "polls at first" is about the task, not about
+        // a task that has not started yet.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
         assert!(!poll.is_parked(), "polls at first");
         assert!(
             wait_until(|| poll.is_parked()).await,
