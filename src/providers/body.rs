@@ -66,6 +66,25 @@ pub struct RequestBody {
     /// In the order written; a key given twice keeps its first place and its last value,
     /// as a JSON map read by the rest of the ecosystem does.
     members: Vec<Member>,
+    /// The [`key_bit`]s of the members' keys: most lookups are of keys a body does not
+    /// have (`user`, `metadata`, `fallbacks`, …), and this answers them without
+    /// comparing against every member.
+    key_bits: u64,
+}
+
+/// One of 64 bits for a key, from its length and end bytes; keys that share a bit are
+/// told apart by comparing them.
+fn key_bit(key: &[u8]) -> u64 {
+    let (first, last) = match key {
+        [] => (0, 0),
+        [first, .., last] => (*first, *last),
+        [only] => (*only, *only),
+    };
+    let mix = (key.len() as u32)
+        .wrapping_mul(31)
+        .wrapping_add(u32::from(first).wrapping_mul(7))
+        .wrapping_add(u32::from(last));
+    1 << (mix & 63)
 }
 
 impl RequestBody {
@@ -97,7 +116,14 @@ impl RequestBody {
             .top_object()
             .and_then(|m| p.end().map(|_| m))
             .map_err(|e| e.explain(&raw))?;
-        Ok(RequestBody { raw, members })
+        let key_bits = members
+            .iter()
+            .fold(0, |bits, m| bits | key_bit(m.key(&raw)));
+        Ok(RequestBody {
+            raw,
+            members,
+            key_bits,
+        })
     }
 
     /// The body of a JSON value built in code (health probes, tests); anything but an
@@ -109,6 +135,7 @@ impl RequestBody {
             Err(_) => RequestBody {
                 raw: Bytes::from_static(b"{}"),
                 members: Vec::new(),
+                key_bits: 0,
             },
         }
     }
@@ -119,6 +146,9 @@ impl RequestBody {
     }
 
     fn member(&self, key: &str) -> Option<&Member> {
+        if self.key_bits & key_bit(key.as_bytes()) == 0 {
+            return None;
+        }
         self.members
             .iter()
             .find(|m| m.key(&self.raw) == key.as_bytes())
@@ -699,6 +729,37 @@ mod tests {
         assert_eq!(b.value("a"), Some(json!({"x": [1, 2]})));
         assert_eq!(b.get::<u64>("a"), None, "another type reads as absent");
         assert_eq!(b.raw("missing"), None);
+    }
+
+    #[test]
+    fn lookups_find_every_key_present_and_none_absent_whatever_bits_they_share() {
+        for n in [1usize, 2, 5, 64, 300] {
+            let keys: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+            let text = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| format!("\"{k}\":{i}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let b = body(&format!("{{{text}}}")).unwrap();
+            for (i, k) in keys.iter().enumerate() {
+                assert_eq!(b.u64(k), Some(i as u64), "{k} of {n}");
+            }
+            for absent in ["k", "user", "metadata", "fallbacks", "K0", "k0 ", ""] {
+                assert_eq!(b.raw(absent), None, "{absent:?} of {n}");
+            }
+            assert_eq!(b.raw(&format!("k{n}")), None);
+            // Absent keys that share a bit with a present one are compared, and missed.
+            let sharing: Vec<String> = ('a'..='z')
+                .filter(|c| *c != 'k')
+                .flat_map(|c| (0..100).map(move |i| format!("{c}{i}")))
+                .filter(|k| b.key_bits & key_bit(k.as_bytes()) != 0)
+                .collect();
+            assert!(!sharing.is_empty(), "{n}");
+            for k in sharing {
+                assert_eq!(b.raw(&k), None, "{k} of {n}");
+            }
+        }
     }
 
     #[test]

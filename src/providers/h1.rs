@@ -46,7 +46,8 @@ pub(super) struct Pool {
 }
 
 struct PoolInner {
-    idle: Mutex<HashMap<String, VecDeque<Idle>>>,
+    // foldhash: the keys are the config's upstream hosts, looked up twice a request.
+    idle: Mutex<HashMap<String, VecDeque<Idle>, foldhash::fast::RandomState>>,
     max_idle_per_host: usize,
     connect_timeout: Duration,
 }
@@ -67,7 +68,7 @@ impl Pool {
     pub(super) fn new(max_idle_per_host: usize, connect_timeout: Duration) -> Pool {
         Pool {
             inner: Arc::new(PoolInner {
-                idle: Mutex::new(HashMap::new()),
+                idle: Mutex::new(HashMap::default()),
                 max_idle_per_host,
                 connect_timeout,
             }),
@@ -305,11 +306,21 @@ pub(super) fn host_port(uri: &Uri) -> &str {
         .map_or(authority, |(_, host)| host)
 }
 
-/// Writes the request line and headers for a POST of `body_len` bytes to `uri`.
+/// Writes the request line and headers for a POST of `body_len` bytes to `uri`, with
+/// room for a body that [`Message`] will append.
 pub(super) fn request_head(uri: &Uri, headers: &HeaderMap, body_len: usize) -> Vec<u8> {
+    let mut head = head_lines(uri, headers, 40 + body_len.min(COALESCE_BODY));
+    push_length(&mut head, body_len);
+    head
+}
+
+/// The request line and `headers` of a POST to `uri`, without the length, with `spare`
+/// bytes of capacity to add. A prepared request keeps these, and only [`finish_head`]
+/// runs per request.
+pub(super) fn head_lines(uri: &Uri, headers: &HeaderMap, spare: usize) -> Vec<u8> {
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let authority = host_port(uri);
-    let mut head = Vec::with_capacity(256 + path.len() + body_len.min(COALESCE_BODY));
+    let mut head = Vec::with_capacity(256 + path.len() + spare);
     head.extend_from_slice(b"POST ");
     head.extend_from_slice(path.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
@@ -324,10 +335,21 @@ pub(super) fn request_head(uri: &Uri, headers: &HeaderMap, body_len: usize) -> V
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
+    head
+}
+
+/// The head of a POST of `body_len` bytes from its `lines` (see [`head_lines`]).
+pub(super) fn finish_head(lines: &[u8], body_len: usize) -> Vec<u8> {
+    let mut head = Vec::with_capacity(lines.len() + 40 + body_len.min(COALESCE_BODY));
+    head.extend_from_slice(lines);
+    push_length(&mut head, body_len);
+    head
+}
+
+fn push_length(head: &mut Vec<u8>, body_len: usize) {
     head.extend_from_slice(b"content-length: ");
     head.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
     head.extend_from_slice(b"\r\n\r\n");
-    head
 }
 
 struct Head {

@@ -86,13 +86,16 @@ impl HttpClient {
         if let Some(e) = req.error {
             return Err(e);
         }
-        let mut headers = req.headers;
-        headers
-            .entry(USER_AGENT)
-            .or_insert(HeaderValue::from_static(USER_AGENT_VALUE));
         if req.uri.scheme() == Some(&http::uri::Scheme::HTTP) {
             let authority = super::h1::host_port(&req.uri);
-            let head = super::h1::request_head(&req.uri, &headers, req.body.len());
+            let head = match &req.plain_lines {
+                Some(lines) => super::h1::finish_head(lines, req.body.len()),
+                None => {
+                    let mut headers = req.headers;
+                    default_user_agent(&mut headers);
+                    super::h1::request_head(&req.uri, &headers, req.body.len())
+                }
+            };
             let answer = self
                 .plain
                 .send(authority, head, req.body)
@@ -103,6 +106,8 @@ impl HttpClient {
                 answer: Answer::Plain(answer),
             });
         }
+        let mut headers = req.headers;
+        default_user_agent(&mut headers);
         let mut builder = hyper::Request::builder().method(Method::POST).uri(req.uri);
         if let Some(h) = builder.headers_mut() {
             *h = headers;
@@ -124,6 +129,12 @@ impl HttpClient {
             },
         })
     }
+}
+
+fn default_user_agent(headers: &mut HeaderMap) {
+    headers
+        .entry(USER_AGENT)
+        .or_insert(HeaderValue::from_static(USER_AGENT_VALUE));
 }
 
 fn tls_config(tls: &TlsOptions) -> Result<rustls::ClientConfig, String> {
@@ -213,6 +224,12 @@ pub struct UpstreamRequest {
     headers: HeaderMap,
     body: Bytes,
     error: Option<Error>,
+    /// `headers` already carry the JSON content type `json_body` sets.
+    json_typed: bool,
+    /// The plain-HTTP request line and headers, written once for a prepared request
+    /// (see [`UpstreamRequest::prepared`]) and shared by its copies. Any header change
+    /// drops them.
+    plain_lines: Option<Bytes>,
 }
 
 impl UpstreamRequest {
@@ -234,7 +251,22 @@ impl UpstreamRequest {
             headers: HeaderMap::new(),
             body: Bytes::new(),
             error,
+            json_typed: false,
+            plain_lines: None,
         }
+    }
+
+    /// This request made ready to be kept and copied for a JSON body (see
+    /// [`Self::duplicate`]): typed as JSON, and for a plain-HTTP upstream its head
+    /// written out, so that a copy only adds the body and its length.
+    pub fn prepared(mut self) -> UpstreamRequest {
+        self.type_json();
+        if self.error.is_none() && self.uri.scheme() == Some(&http::uri::Scheme::HTTP) {
+            let mut headers = self.headers.clone();
+            default_user_agent(&mut headers);
+            self.plain_lines = Some(super::h1::head_lines(&self.uri, &headers, 0).into());
+        }
+        self
     }
 
     /// A copy without the body, for a prepared head; `None` if building it failed (the
@@ -249,6 +281,8 @@ impl UpstreamRequest {
             headers: self.headers.clone(),
             body: Bytes::new(),
             error: None,
+            json_typed: self.json_typed,
+            plain_lines: self.plain_lines.clone(),
         })
     }
 
@@ -271,10 +305,18 @@ impl UpstreamRequest {
 
     /// Sets a JSON body and its content type.
     pub fn json_body(mut self, body: Vec<u8>) -> UpstreamRequest {
-        self.headers
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.type_json();
         self.body = Bytes::from(body);
         self
+    }
+
+    fn type_json(&mut self) {
+        if !self.json_typed {
+            self.headers
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            self.json_typed = true;
+            self.plain_lines = None;
+        }
     }
 
     fn header_inner(mut self, name: &str, value: &str, sensitive: bool) -> UpstreamRequest {
@@ -285,6 +327,9 @@ impl UpstreamRequest {
             (Ok(name), Ok(mut value)) => {
                 value.set_sensitive(sensitive);
                 self.headers.append(name, value);
+                // A content type added after the JSON one would otherwise be sent too.
+                self.json_typed = false;
+                self.plain_lines = None;
             }
             _ => {
                 // Name the header, never the value (it may be a key).
@@ -412,6 +457,76 @@ mod tests {
             !debug.contains("sk-live") && !debug.contains("sk-azure"),
             "{debug}"
         );
+    }
+
+    /// The bytes an upstream at `url` receives for the request `build` makes.
+    async fn received(build: impl FnOnce(&str) -> UpstreamRequest) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let url = format!("http://{addr}/v1/chat/completions");
+        let server = tokio::spawn(async move {
+            let (mut io, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The test bodies are empty or "{}".
+            while !got.ends_with(b"\r\n\r\n{}") && !got.ends_with(b"length: 0\r\n\r\n") {
+                let n = io.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed early: {got:?}");
+                got.extend_from_slice(&buf[..n]);
+            }
+            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+            io.write_all(ok).await.unwrap();
+            // Each call has its own port: the host line is checked here, once.
+            let got = String::from_utf8(got).unwrap();
+            let host = format!("\r\nhost: {addr}\r\n");
+            assert!(got.contains(&host), "{got}");
+            got.replace(&host, "\r\nhost: upstream\r\n")
+        });
+        let resp = HttpClient::for_tests().send(build(&url)).await.unwrap();
+        assert_eq!(resp.bytes("openai").await.unwrap(), "ok");
+        server.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_prepared_request_sends_what_building_it_each_time_sends() {
+        let head = |url: &str| {
+            UpstreamRequest::post("openai", url)
+                .bearer_auth("sk-up")
+                .header("x-tag", "a")
+                .header("content-type", "text/plain")
+        };
+        let built = received(|url| head(url).json_body(b"{}".to_vec())).await;
+        let copied = received(|url| {
+            let kept = head(url).prepared();
+            assert!(kept.plain_lines.is_some());
+            kept.duplicate().unwrap().json_body(b"{}".to_vec())
+        })
+        .await;
+        assert_eq!(copied, built);
+        assert_eq!(built.matches("content-type").count(), 1, "{built}");
+        assert!(
+            built.contains("content-type: application/json\r\n"),
+            "{built}"
+        );
+        assert!(built.contains("user-agent: switchyard/"), "{built}");
+        assert!(built.ends_with("content-length: 2\r\n\r\n{}"), "{built}");
+
+        // A header added to a copy is sent; so is a content type, which the JSON one
+        // then replaces, as when building each time.
+        let added = received(|url| {
+            let copy = head(url).prepared().duplicate().unwrap();
+            copy.header("x-late", "1")
+        })
+        .await;
+        assert!(added.contains("x-late: 1\r\n"), "{added}");
+        let retyped = received(|url| {
+            let copy = head(url).prepared().duplicate().unwrap();
+            copy.header("content-type", "text/csv")
+                .json_body(b"{}".to_vec())
+        })
+        .await;
+        assert_eq!(retyped, built);
     }
 
     #[test]

@@ -277,7 +277,9 @@ pub struct Prepared {
 impl Prepared {
     pub fn for_deployment(dep: &Deployment) -> Prepared {
         let head = |call| match dep.wire {
-            Wire::OpenAi | Wire::Azure => openai::head(dep, call).ok(),
+            Wire::OpenAi | Wire::Azure => {
+                openai::head(dep, call).ok().map(UpstreamRequest::prepared)
+            }
             Wire::Anthropic | Wire::Mock => None,
         };
         Prepared {

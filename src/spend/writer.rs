@@ -99,7 +99,9 @@ struct Chunk {
     rows: PackedRows,
     /// Rows recorded, kept or not.
     recorded: usize,
-    daily: HashMap<String, DailyAggregate>,
+    /// Hashed with foldhash (seeded per process; the quality variant, as tags come
+    /// from clients): std's SipHash cost more than the rest of the lookup.
+    daily: HashMap<String, DailyAggregate, foldhash::quality::RandomState>,
 }
 
 impl Chunk {
