@@ -2,11 +2,20 @@
 
 pub mod secret_box;
 
+use axum::http::header::{HeaderName, AUTHORIZATION};
 use axum::http::HeaderMap;
+
+/// The other headers a key may come in, by name: a lookup by string parses the name
+/// first, on every request.
+const KEY_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-litellm-api-key"),
+    HeaderName::from_static("api-key"),
+    HeaderName::from_static("x-api-key"),
+];
 
 /// The key from `Authorization: Bearer`, `x-litellm-api-key`, `api-key` or `x-api-key`.
 pub fn api_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
         let key = v
             .strip_prefix("Bearer ")
@@ -17,9 +26,9 @@ pub fn api_key(headers: &HeaderMap) -> Option<&str> {
             return Some(key);
         }
     }
-    ["x-litellm-api-key", "api-key", "x-api-key"]
+    KEY_HEADERS
         .iter()
-        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+        .find_map(|h| headers.get(h).and_then(|v| v.to_str().ok()))
         .map(|v| v.trim_start_matches("Bearer ").trim())
         .filter(|v| !v.is_empty())
 }

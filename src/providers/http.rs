@@ -91,7 +91,7 @@ impl HttpClient {
             let head = match &req.plain_lines {
                 Some(lines) => super::h1::finish_head(lines, req.body.len()),
                 None => {
-                    let mut headers = req.headers;
+                    let mut headers = Arc::unwrap_or_clone(req.headers);
                     default_user_agent(&mut headers);
                     super::h1::request_head(&req.uri, &headers, req.body.len())
                 }
@@ -106,7 +106,7 @@ impl HttpClient {
                 answer: Answer::Plain(answer),
             });
         }
-        let mut headers = req.headers;
+        let mut headers = Arc::unwrap_or_clone(req.headers);
         default_user_agent(&mut headers);
         let mut builder = hyper::Request::builder().method(Method::POST).uri(req.uri);
         if let Some(h) = builder.headers_mut() {
@@ -221,7 +221,8 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 pub struct UpstreamRequest {
     provider: &'static str,
     uri: Uri,
-    headers: HeaderMap,
+    /// Shared by a prepared request's copies until one of them changes its headers.
+    headers: Arc<HeaderMap>,
     body: Bytes,
     error: Option<Error>,
     /// `headers` already carry the JSON content type `json_body` sets.
@@ -248,7 +249,7 @@ impl UpstreamRequest {
         UpstreamRequest {
             provider,
             uri,
-            headers: HeaderMap::new(),
+            headers: Arc::default(),
             body: Bytes::new(),
             error,
             json_typed: false,
@@ -262,7 +263,7 @@ impl UpstreamRequest {
     pub fn prepared(mut self) -> UpstreamRequest {
         self.type_json();
         if self.error.is_none() && self.uri.scheme() == Some(&http::uri::Scheme::HTTP) {
-            let mut headers = self.headers.clone();
+            let mut headers = HeaderMap::clone(&self.headers);
             default_user_agent(&mut headers);
             self.plain_lines = Some(super::h1::head_lines(&self.uri, &headers, 0).into());
         }
@@ -312,7 +313,7 @@ impl UpstreamRequest {
 
     fn type_json(&mut self) {
         if !self.json_typed {
-            self.headers
+            Arc::make_mut(&mut self.headers)
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             self.json_typed = true;
             self.plain_lines = None;
@@ -326,7 +327,7 @@ impl UpstreamRequest {
         ) {
             (Ok(name), Ok(mut value)) => {
                 value.set_sensitive(sensitive);
-                self.headers.append(name, value);
+                Arc::make_mut(&mut self.headers).append(name, value);
                 // A content type added after the JSON one would otherwise be sent too.
                 self.json_typed = false;
                 self.plain_lines = None;
@@ -520,6 +521,14 @@ mod tests {
         })
         .await;
         assert!(added.contains("x-late: 1\r\n"), "{added}");
+        // Copies share the kept headers; a change stays with the copy it was made to.
+        let kept = head("http://127.0.0.1:9/v1").prepared();
+        let changed = kept.duplicate().unwrap().header("x-late", "1");
+        let other = kept.duplicate().unwrap();
+        assert_eq!(changed.headers()["x-late"], "1");
+        assert!(!other.headers().contains_key("x-late"));
+        assert!(!kept.headers().contains_key("x-late"));
+        assert_eq!(other.plain_lines, kept.plain_lines);
         let retyped = received(|url| {
             let copy = head(url).prepared().duplicate().unwrap();
             copy.header("content-type", "text/csv")

@@ -2,12 +2,15 @@
 //! the fields the gateway uses.
 
 use axum::extract::{FromRequest, Request};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use serde_json::Value;
 
 use super::ApiError;
 use crate::providers::body::BodyError;
 use crate::providers::{CallType, RequestBody};
+
+/// Looked up by name, as a string lookup parses the name first, every request.
+const X_LITELLM_TAGS: HeaderName = HeaderName::from_static("x-litellm-tags");
 
 /// The request body as JSON, with size and syntax errors in OpenAI's shape.
 pub struct JsonBody(pub Value);
@@ -179,7 +182,7 @@ impl ProxyRequest {
                 .map(|t| string_items(&t))
                 .unwrap_or_default(),
         };
-        if let Some(h) = headers.get("x-litellm-tags").and_then(|v| v.to_str().ok()) {
+        if let Some(h) = headers.get(&X_LITELLM_TAGS).and_then(|v| v.to_str().ok()) {
             for t in h.split(',').map(str::trim).filter(|t| !t.is_empty()) {
                 if !tags.iter().any(|x| x == t) {
                     tags.push(t.to_owned());
