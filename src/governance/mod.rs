@@ -103,30 +103,29 @@ pub fn float_header(v: f64, decimals: Option<usize>) -> HeaderValue {
 /// under 10^12, up to 6 places): the general float formatter costs more than the rest of
 /// the header. `None` leaves the value to it.
 fn fixed_point(v: f64, decimals: usize) -> Option<HeaderValue> {
-    if !(0.0..1e12).contains(&v) || decimals > 6 {
+    const SCALES: [f64; 7] = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6];
+    let scale = *SCALES.get(decimals)?;
+    if !(0.0..1e12).contains(&v) {
         return None;
     }
-    let scale = 10u64.pow(decimals as u32);
-    let scaled = (v * scale as f64).round() as u64;
-    let (int, frac) = (scaled / scale, scaled % scale);
+    // Digits written from the right: the fraction's `decimals`, its point, then the
+    // whole part (at least one digit).
+    let mut scaled = (v * scale).round() as u64;
     let mut buf = [0u8; 24];
-    let mut ints = itoa::Buffer::new();
-    let int = ints.format(int).as_bytes();
-    buf[..int.len()].copy_from_slice(int);
-    let mut len = int.len();
-    if decimals > 0 {
-        buf[len] = b'.';
-        len += 1;
-        let mut digits = [b'0'; 6];
-        let mut f = frac;
-        for d in digits[..decimals].iter_mut().rev() {
-            *d = b'0' + (f % 10) as u8;
-            f /= 10;
+    let mut at = buf.len();
+    for i in 0.. {
+        if i == decimals && decimals > 0 {
+            at -= 1;
+            buf[at] = b'.';
         }
-        buf[len..len + decimals].copy_from_slice(&digits[..decimals]);
-        len += decimals;
+        at -= 1;
+        buf[at] = b'0' + (scaled % 10) as u8;
+        scaled /= 10;
+        if scaled == 0 && i >= decimals {
+            break;
+        }
     }
-    HeaderValue::from_bytes(&buf[..len]).ok()
+    HeaderValue::from_bytes(&buf[at..]).ok()
 }
 
 /// Counter owner keys (also the `SPEND_COUNTERS` keys).

@@ -134,6 +134,7 @@ fn decode_v1(r: &mut Reader<'_>) -> DecodeResult<SpendRow> {
 struct Writer<'a>(&'a mut Vec<u8>);
 
 impl Writer<'_> {
+    /// LEB128: seven bits a byte, low first; the high bit marks more to come.
     fn uint(&mut self, mut v: u64) {
         while v >= 0x80 {
             self.0.push((v as u8) | 0x80);
@@ -168,10 +169,18 @@ impl Writer<'_> {
     }
 
     fn json(&mut self, v: &Value) {
-        // `Value` always serializes; an empty text would decode as an error, not as data.
-        let text = serde_json::to_vec(v).unwrap_or_else(|_| b"null".to_vec());
-        self.uint(text.len() as u64);
-        self.0.extend_from_slice(&text);
+        // Written in place, then its length put in front: no buffer of its own.
+        let start = self.0.len();
+        if serde_json::to_writer(&mut *self.0, v).is_err() {
+            // `Value` always serializes; an empty text would decode as an error, not as
+            // data.
+            self.0.truncate(start);
+            self.0.extend_from_slice(b"null");
+        }
+        let text_len = self.0.len() - start;
+        self.uint(text_len as u64);
+        let len_bytes = self.0.len() - start - text_len;
+        self.0[start..].rotate_right(len_bytes);
     }
 
     fn opt_json(&mut self, v: &Option<Value>) {
@@ -332,6 +341,15 @@ mod tests {
         );
         let empty = SpendRow::default();
         assert_eq!(SpendRow::decode(&empty.encode()).unwrap(), empty);
+        // JSON longer than one length byte holds (and than two), before other fields.
+        for n in [100, 20_000] {
+            let long = SpendRow {
+                metadata: json!({ "note": "x".repeat(n) }),
+                messages: Some(json!(["y".repeat(n)])),
+                ..full_row()
+            };
+            assert_eq!(SpendRow::decode(&long.encode()).unwrap(), long, "{n}");
+        }
     }
 
     #[test]
