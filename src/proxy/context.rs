@@ -1,6 +1,7 @@
 //! The context of one admitted request and what both answer paths (whole and
 //! streamed) share: timeouts, LiteLLM response headers, spend rows.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,39 +51,38 @@ pub(crate) fn call_timeout(app: &AppState, d: &DeploymentState, stream: bool) ->
 }
 
 /// A spend row with everything but usage and outcome filled in, ending at `now`.
-pub(crate) fn base_row(
-    ctx: &Ctx,
-    dep: Option<&Arc<DeploymentState>>,
+pub(crate) fn base_row<'a>(
+    ctx: &'a Ctx,
+    dep: Option<&'a Arc<DeploymentState>>,
     retries: u32,
     fallbacks: u32,
     now: Instant,
-) -> SpendRow {
+) -> SpendRow<'a> {
     let duration = now.saturating_duration_since(ctx.started);
     // The end as wall-clock time, from the start's: one clock read fewer a request.
     let ended_at = ctx.started_at
         + chrono::Duration::from_std(duration).unwrap_or_else(|_| chrono::Duration::zero());
+    let borrowed = |s: &'a Option<String>| s.as_deref().map(Cow::Borrowed);
     SpendRow {
-        request_id: ctx.request_id.clone(),
-        call_type: ctx.req.call.litellm_name().into(),
-        api_key: ctx.caller.token_hash.clone().unwrap_or_default(),
-        key_alias: ctx.caller.key_alias.clone(),
-        user: ctx.caller.user_id.clone(),
-        team_id: ctx.caller.team_id.clone(),
-        end_user: ctx.req.end_user.clone(),
-        model: ctx.req.model.clone(),
-        model_group: dep
-            .map(|d| d.dep.model_name.clone())
-            .unwrap_or_else(|| ctx.req.model.clone()),
-        model_id: dep.map(|d| d.dep.id.clone()).unwrap_or_default(),
-        api_base: dep.map(|d| d.public_api_base.clone()).unwrap_or_default(),
-        custom_llm_provider: dep.map(|d| d.dep.provider.clone()).unwrap_or_default(),
+        request_id: Cow::Borrowed(&ctx.request_id),
+        call_type: Cow::Borrowed(ctx.req.call.litellm_name()),
+        api_key: Cow::Borrowed(ctx.caller.token_hash.as_deref().unwrap_or_default()),
+        key_alias: borrowed(&ctx.caller.key_alias),
+        user: borrowed(&ctx.caller.user_id),
+        team_id: borrowed(&ctx.caller.team_id),
+        end_user: borrowed(&ctx.req.end_user),
+        model: Cow::Borrowed(&ctx.req.model),
+        model_group: Cow::Borrowed(dep.map_or(&ctx.req.model, |d| &d.dep.model_name)),
+        model_id: Cow::Borrowed(dep.map_or("", |d| &d.dep.id)),
+        api_base: Cow::Borrowed(dep.map_or("", |d| &d.public_api_base)),
+        custom_llm_provider: Cow::Borrowed(dep.map_or("", |d| &d.dep.provider)),
         start_time: rfc3339_millis(ctx.started_at),
         end_time: rfc3339_millis(ended_at),
         duration_ms: duration.as_millis() as u64,
-        status: "success".into(),
+        status: Cow::Borrowed("success"),
         http_status: 200,
-        request_tags: ctx.req.tags.clone(),
-        metadata: ctx.req.metadata.clone(),
+        request_tags: Cow::Borrowed(&ctx.req.tags),
+        metadata: Cow::Borrowed(&ctx.req.metadata),
         attempted_retries: retries,
         attempted_fallbacks: fallbacks,
         stream: ctx.req.stream,
@@ -101,7 +101,7 @@ pub(crate) fn base_row(
     }
 }
 
-pub(crate) fn fill_usage(row: &mut SpendRow, usage: &Usage, spend: f64) {
+pub(crate) fn fill_usage(row: &mut SpendRow<'_>, usage: &Usage, spend: f64) {
     row.spend = spend;
     row.prompt_tokens = usage.prompt_tokens;
     row.completion_tokens = usage.completion_tokens;
@@ -122,8 +122,8 @@ pub(crate) fn record_failure(
     let mut row = base_row(ctx, dep, retries, fallbacks, Instant::now());
     row.status = "failure".into();
     row.http_status = err.status.as_u16();
-    row.error_class = Some(err.kind.to_owned());
-    row.error_message = Some(err.message.chars().take(2000).collect());
+    row.error_class = Some(err.kind.into());
+    row.error_message = Some(err.message.chars().take(2000).collect::<String>().into());
     ctx.app.spend.record(row);
 }
 

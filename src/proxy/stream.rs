@@ -3,6 +3,7 @@
 //! as it arrives. Dropping the body (client gone) drops the upstream stream, which
 //! cancels the upstream request; spend is settled when the stream ends either way.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -285,7 +286,7 @@ impl Forward {
                 row.status = "failure".into();
                 row.http_status = err.status.as_u16();
                 row.error_class = Some(err.kind.into());
-                row.error_message = Some(err.message.clone());
+                row.error_message = Some(Cow::Borrowed(&err.message));
             }
             (None, true) => self.dep.record_success(
                 total,

@@ -1,6 +1,8 @@
 //! RFC 4180 CSV for spend exports: spend log rows and report rows, written record by
 //! record so an export can stream, and a small reader for round-trip checks.
 
+use std::borrow::Cow;
+
 use super::log::SpendRow;
 use super::report::ReportRow;
 
@@ -62,25 +64,25 @@ pub const LOG_HEADER: &[&str] = &[
     "stream",
 ];
 
-fn opt(v: &Option<String>) -> String {
-    v.clone().unwrap_or_default()
+fn opt(v: &Option<Cow<'_, str>>) -> String {
+    v.as_deref().unwrap_or_default().to_owned()
 }
 
 /// The fields of one spend row, in `LOG_HEADER` order.
-pub fn log_fields(r: &SpendRow) -> Vec<String> {
+pub fn log_fields(r: &SpendRow<'_>) -> Vec<String> {
     vec![
-        r.request_id.clone(),
-        r.call_type.clone(),
-        r.api_key.clone(),
+        r.request_id.to_string(),
+        r.call_type.to_string(),
+        r.api_key.to_string(),
         opt(&r.key_alias),
         opt(&r.user),
         opt(&r.team_id),
         opt(&r.end_user),
-        r.model.clone(),
-        r.model_group.clone(),
-        r.model_id.clone(),
-        r.api_base.clone(),
-        r.custom_llm_provider.clone(),
+        r.model.to_string(),
+        r.model_group.to_string(),
+        r.model_id.to_string(),
+        r.api_base.to_string(),
+        r.custom_llm_provider.to_string(),
         r.spend.to_string(),
         r.prompt_tokens.to_string(),
         r.completion_tokens.to_string(),
@@ -92,7 +94,7 @@ pub fn log_fields(r: &SpendRow) -> Vec<String> {
         r.end_time.clone(),
         r.ttft_ms.map(|t| t.to_string()).unwrap_or_default(),
         r.duration_ms.to_string(),
-        r.status.clone(),
+        r.status.to_string(),
         r.http_status.to_string(),
         opt(&r.error_class),
         opt(&r.error_message),
@@ -129,8 +131,8 @@ pub fn report_fields(r: &ReportRow) -> Vec<String> {
     vec![
         r.day.clone(),
         r.group.clone(),
-        r.model.clone(),
-        r.api_key.clone(),
+        r.model.to_string(),
+        r.api_key.to_string(),
         t.requests.to_string(),
         t.successes.to_string(),
         t.failures.to_string(),

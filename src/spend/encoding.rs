@@ -5,6 +5,8 @@
 //! chosen for size and encoding cost: about a third of the row's JSON, and no field names
 //! to write. Rows stored as JSON by earlier versions (they start with `{`) still decode.
 
+use std::borrow::Cow;
+
 use serde::de::Error as _;
 use serde_json::Value;
 
@@ -15,7 +17,7 @@ const VERSION_1: u8 = 1;
 
 type DecodeResult<T> = Result<T, serde_json::Error>;
 
-impl SpendRow {
+impl SpendRow<'_> {
     /// The stored form of this row.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(384);
@@ -30,10 +32,10 @@ impl SpendRow {
         w.str(&self.request_id);
         w.str(&self.call_type);
         w.str(&self.api_key);
-        w.opt_str(&self.key_alias);
-        w.opt_str(&self.user);
-        w.opt_str(&self.team_id);
-        w.opt_str(&self.end_user);
+        w.opt_str(self.key_alias.as_deref());
+        w.opt_str(self.user.as_deref());
+        w.opt_str(self.team_id.as_deref());
+        w.opt_str(self.end_user.as_deref());
         w.str(&self.model);
         w.str(&self.model_group);
         w.str(&self.model_id);
@@ -51,11 +53,11 @@ impl SpendRow {
         w.opt_uint(self.ttft_ms);
         w.uint(self.duration_ms);
         w.str(&self.status);
-        w.opt_str(&self.error_class);
-        w.opt_str(&self.error_message);
+        w.opt_str(self.error_class.as_deref());
+        w.opt_str(self.error_message.as_deref());
         w.uint(u64::from(self.http_status));
         w.uint(self.request_tags.len() as u64);
-        for tag in &self.request_tags {
+        for tag in self.request_tags.iter() {
             w.str(tag);
         }
         w.json(&self.metadata);
@@ -67,7 +69,7 @@ impl SpendRow {
     }
 
     /// Reads a stored row, binary or (from earlier versions) JSON.
-    pub fn decode(bytes: &[u8]) -> DecodeResult<SpendRow> {
+    pub fn decode(bytes: &[u8]) -> DecodeResult<SpendRow<'static>> {
         match bytes.first() {
             Some(&VERSION_1) => decode_v1(&mut Reader(bytes.get(1..).unwrap_or_default())),
             Some(b'{') => serde_json::from_slice(bytes),
@@ -79,20 +81,20 @@ impl SpendRow {
     }
 }
 
-fn decode_v1(r: &mut Reader<'_>) -> DecodeResult<SpendRow> {
+fn decode_v1(r: &mut Reader<'_>) -> DecodeResult<SpendRow<'static>> {
     let row = SpendRow {
-        request_id: r.str()?,
-        call_type: r.str()?,
-        api_key: r.str()?,
-        key_alias: r.opt_str()?,
-        user: r.opt_str()?,
-        team_id: r.opt_str()?,
-        end_user: r.opt_str()?,
-        model: r.str()?,
-        model_group: r.str()?,
-        model_id: r.str()?,
-        api_base: r.str()?,
-        custom_llm_provider: r.str()?,
+        request_id: r.str()?.into(),
+        call_type: r.str()?.into(),
+        api_key: r.str()?.into(),
+        key_alias: r.opt_str()?.map(Cow::Owned),
+        user: r.opt_str()?.map(Cow::Owned),
+        team_id: r.opt_str()?.map(Cow::Owned),
+        end_user: r.opt_str()?.map(Cow::Owned),
+        model: r.str()?.into(),
+        model_group: r.str()?.into(),
+        model_id: r.str()?.into(),
+        api_base: r.str()?.into(),
+        custom_llm_provider: r.str()?.into(),
         spend: f64::from_le_bytes(r.array()?),
         prompt_tokens: r.uint()?,
         completion_tokens: r.uint()?,
@@ -104,9 +106,9 @@ fn decode_v1(r: &mut Reader<'_>) -> DecodeResult<SpendRow> {
         end_time: r.str()?,
         ttft_ms: r.opt_uint()?,
         duration_ms: r.uint()?,
-        status: r.str()?,
-        error_class: r.opt_str()?,
-        error_message: r.opt_str()?,
+        status: r.str()?.into(),
+        error_class: r.opt_str()?.map(Cow::Owned),
+        error_message: r.opt_str()?.map(Cow::Owned),
         http_status: r.narrow()?,
         request_tags: {
             let n = r.uint()?;
@@ -114,9 +116,9 @@ fn decode_v1(r: &mut Reader<'_>) -> DecodeResult<SpendRow> {
             if n > r.0.len() as u64 {
                 return Err(corrupt());
             }
-            (0..n).map(|_| r.str()).collect::<DecodeResult<_>>()?
+            Cow::Owned((0..n).map(|_| r.str()).collect::<DecodeResult<_>>()?)
         },
-        metadata: r.json()?,
+        metadata: Cow::Owned(r.json()?),
         attempted_retries: r.narrow()?,
         attempted_fallbacks: r.narrow()?,
         stream: r.bool()?,
@@ -148,7 +150,7 @@ impl Writer<'_> {
         self.0.extend_from_slice(s.as_bytes());
     }
 
-    fn opt_str(&mut self, s: &Option<String>) {
+    fn opt_str(&mut self, s: Option<&str>) {
         match s {
             Some(s) => {
                 self.0.push(1);
@@ -288,11 +290,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn full_row() -> SpendRow {
+    fn full_row() -> SpendRow<'static> {
         SpendRow {
             request_id: "chatcmpl-1".into(),
             call_type: "acompletion".into(),
-            api_key: "ab".repeat(32),
+            api_key: "ab".repeat(32).into(),
             key_alias: Some("team-a key".into()),
             user: Some("u1".into()),
             team_id: None,
@@ -317,8 +319,8 @@ mod tests {
             error_class: Some("RateLimitError".into()),
             error_message: Some("slow down".into()),
             http_status: 429,
-            request_tags: vec!["prod".into(), String::new(), "a,b".into()],
-            metadata: json!({"tags": ["prod"], "n": 1.5, "nested": {"x": null}}),
+            request_tags: vec!["prod".into(), String::new(), "a,b".into()].into(),
+            metadata: Cow::Owned(json!({"tags": ["prod"], "n": 1.5, "nested": {"x": null}})),
             attempted_retries: 2,
             attempted_fallbacks: 1,
             stream: true,
@@ -344,7 +346,7 @@ mod tests {
         // JSON longer than one length byte holds (and than two), before other fields.
         for n in [100, 20_000] {
             let long = SpendRow {
-                metadata: json!({ "note": "x".repeat(n) }),
+                metadata: Cow::Owned(json!({ "note": "x".repeat(n) })),
                 messages: Some(json!(["y".repeat(n)])),
                 ..full_row()
             };
@@ -376,7 +378,7 @@ mod tests {
             w.str("");
         }
         for _ in 0..4 {
-            w.opt_str(&None);
+            w.opt_str(None);
         }
         for _ in 0..5 {
             w.str("");
@@ -391,8 +393,8 @@ mod tests {
         w.opt_uint(None);
         w.uint(0);
         w.str("success");
-        w.opt_str(&None);
-        w.opt_str(&None);
+        w.opt_str(None);
+        w.opt_str(None);
         w.uint(200);
         w.uint(u64::MAX);
         let e = SpendRow::decode(&huge).unwrap_err();

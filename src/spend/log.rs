@@ -1,30 +1,36 @@
 //! One spend log row per request (LiteLLM `SpendLogs`-like) and the daily aggregates
 //! folded from them.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A request's spend record. Field names follow LiteLLM's `SpendLogs` table.
+///
+/// The text fields borrow from the request that made the row (its context lives until
+/// the row is recorded, and copying a dozen strings a request cost more than encoding
+/// them); rows read back from the store own theirs (`SpendRow<'static>`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SpendRow {
-    pub request_id: String,
-    pub call_type: String,
+pub struct SpendRow<'a> {
+    pub request_id: Cow<'a, str>,
+    pub call_type: Cow<'a, str>,
     /// Hash of the virtual key (never the key); empty for the master key.
-    pub api_key: String,
-    pub key_alias: Option<String>,
+    pub api_key: Cow<'a, str>,
+    pub key_alias: Option<Cow<'a, str>>,
     /// Internal user owning the key.
-    pub user: Option<String>,
-    pub team_id: Option<String>,
+    pub user: Option<Cow<'a, str>>,
+    pub team_id: Option<Cow<'a, str>>,
     /// The request's `user` field (LiteLLM's customer / end user).
-    pub end_user: Option<String>,
+    pub end_user: Option<Cow<'a, str>>,
     /// The alias the client asked for.
-    pub model: String,
+    pub model: Cow<'a, str>,
     /// The group that answered (differs from `model` after a fallback).
-    pub model_group: String,
-    pub model_id: String,
+    pub model_group: Cow<'a, str>,
+    pub model_id: Cow<'a, str>,
     /// Provider and public base URL (never a secret).
-    pub api_base: String,
-    pub custom_llm_provider: String,
+    pub api_base: Cow<'a, str>,
+    pub custom_llm_provider: Cow<'a, str>,
     pub spend: f64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -38,12 +44,12 @@ pub struct SpendRow {
     pub ttft_ms: Option<u64>,
     pub duration_ms: u64,
     /// `success` or `failure`.
-    pub status: String,
-    pub error_class: Option<String>,
-    pub error_message: Option<String>,
+    pub status: Cow<'a, str>,
+    pub error_class: Option<Cow<'a, str>>,
+    pub error_message: Option<Cow<'a, str>>,
     pub http_status: u16,
-    pub request_tags: Vec<String>,
-    pub metadata: Value,
+    pub request_tags: Cow<'a, [String]>,
+    pub metadata: Cow<'a, Value>,
     pub attempted_retries: u32,
     pub attempted_fallbacks: u32,
     pub stream: bool,
@@ -54,7 +60,7 @@ pub struct SpendRow {
     pub response: Option<Value>,
 }
 
-impl SpendRow {
+impl SpendRow<'_> {
     /// `YYYY-MM-DD` of the start time (UTC).
     pub fn day(&self) -> &str {
         self.start_time.get(..10).unwrap_or("1970-01-01")
@@ -75,8 +81,8 @@ impl SpendRow {
     /// one buffer instead of allocating keys per row).
     pub fn for_each_aggregate_key(&self, buf: &mut String, mut f: impl FnMut(&str)) {
         let dims = [
-            self.api_key.as_str(),
-            self.model.as_str(),
+            &*self.api_key,
+            &*self.model,
             self.team_id.as_deref().unwrap_or(""),
             self.user.as_deref().unwrap_or(""),
             self.end_user.as_deref().unwrap_or(""),
@@ -97,7 +103,7 @@ impl SpendRow {
             f(buf);
         };
         build("K", None);
-        for tag in &self.request_tags {
+        for tag in self.request_tags.iter() {
             build("T", Some(tag));
         }
     }
@@ -184,7 +190,7 @@ pub struct DailyAggregate {
 }
 
 impl DailyAggregate {
-    pub fn from_row(r: &SpendRow) -> Self {
+    pub fn from_row(r: &SpendRow<'_>) -> Self {
         DailyAggregate {
             requests: 1,
             successes: r.is_success() as u64,
@@ -295,7 +301,7 @@ mod tests {
             model: "gpt".into(),
             team_id: Some("t".into()),
             start_time: "2026-11-24T10:00:00Z".into(),
-            request_tags: vec!["a".into(), "b".into()],
+            request_tags: vec!["a".into(), "b".into()].into(),
             ..Default::default()
         };
         let keys = r.aggregate_keys();

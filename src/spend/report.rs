@@ -1,6 +1,7 @@
 //! Spend queries behind the management API: filtered, paged spend logs (newest first)
 //! and totals / grouped reports folded from the daily aggregates (never the raw logs).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
@@ -144,11 +145,11 @@ impl LogFilter {
         self
     }
 
-    pub fn matches(&self, r: &SpendRow) -> bool {
+    pub fn matches(&self, r: &SpendRow<'_>) -> bool {
         fn eq(want: &Option<String>, got: &str) -> bool {
             want.as_deref().is_none_or(|w| w == got)
         }
-        fn eq_opt(want: &Option<String>, got: &Option<String>) -> bool {
+        fn eq_opt(want: &Option<String>, got: &Option<Cow<'_, str>>) -> bool {
             want.as_deref().is_none_or(|w| got.as_deref() == Some(w))
         }
         eq(&self.api_key, &r.api_key)
@@ -165,7 +166,7 @@ impl LogFilter {
     }
 
     /// True once a newest-first scan has passed every row that can still match.
-    fn exhausted(&self, r: &SpendRow) -> bool {
+    fn exhausted(&self, r: &SpendRow<'_>) -> bool {
         let (Some(from), Ok(end)) = (self.time.from.as_deref(), parse_rfc3339(&r.end_time)) else {
             return false;
         };
@@ -190,7 +191,7 @@ impl Default for Page {
 }
 
 /// One page of matching rows, newest first.
-pub fn logs(store: &Store, filter: &LogFilter, page: Page) -> Result<Vec<SpendRow>> {
+pub fn logs(store: &Store, filter: &LogFilter, page: Page) -> Result<Vec<SpendRow<'static>>> {
     let mut skip = page.page.saturating_sub(1).saturating_mul(page.page_size);
     let want = page.page_size.clamp(1, MAX_PAGE_SIZE);
     let mut out = Vec::new();
@@ -239,7 +240,7 @@ pub fn logs_chunk(
     filter: &LogFilter,
     after: u64,
     upto: u64,
-) -> Result<(Vec<SpendRow>, Option<u64>)> {
+) -> Result<(Vec<SpendRow<'static>>, Option<u64>)> {
     let batch = store.spend_rows_after(after, PAGE_ROWS)?;
     let full = batch.len() == PAGE_ROWS;
     let mut last = after;
@@ -529,7 +530,7 @@ mod tests {
         }
         .prepared();
         let row = SpendRow {
-            api_key: hash_key("sk-abc"),
+            api_key: hash_key("sk-abc").into(),
             ..Default::default()
         };
         assert!(f.matches(&row));

@@ -421,9 +421,9 @@ async fn prune(store: &Store, retention: Duration) {
 mod tests {
     use super::*;
 
-    fn row(i: usize) -> SpendRow {
+    fn row(i: usize) -> SpendRow<'static> {
         SpendRow {
-            request_id: format!("r{i}"),
+            request_id: format!("r{i}").into(),
             start_time: "2026-11-24T10:00:00.000Z".into(),
             status: "success".into(),
             spend: 0.5,
@@ -532,8 +532,8 @@ mod tests {
         let newest = SpendRow::decode(&rows[0].1).unwrap();
         let oldest = SpendRow::decode(&rows[n - 1].1).unwrap();
         assert_eq!(
-            (oldest.request_id.as_str(), newest.request_id),
-            ("r0", format!("r{}", n - 1))
+            (&*oldest.request_id, &*newest.request_id),
+            ("r0", format!("r{}", n - 1).as_str())
         );
         writer.close();
         handle.await.unwrap();
@@ -551,7 +551,7 @@ mod tests {
             let mut rows = store.spend_rows_before(u64::MAX, n + 10).unwrap();
             rows.reverse();
             rows.into_iter()
-                .map(|(_, b)| SpendRow::decode(&b).unwrap().request_id)
+                .map(|(_, b)| SpendRow::decode(&b).unwrap().request_id.into_owned())
                 .collect::<Vec<String>>()
         };
         let ids = all(&store);

@@ -1,6 +1,8 @@
 //! CSV downloads: `/spend/logs/csv` and `/global/spend/report/csv` parse back to the
 //! same rows, stream in bounded chunks, and apply the same filters as the JSON endpoints.
 
+use std::borrow::Cow;
+
 use futures_util::StreamExt;
 use serde_json::json;
 use switchyard::spend::csv;
@@ -30,8 +32,8 @@ async fn spend_log_csv_parses_back_to_the_same_rows_with_awkward_text() {
             "2026-03-01",
             &["plain", "a,b", "say \"hi\"", "two\nlines"],
         );
-        r.metadata = json!({"note": "comma, \"quote\"\r\nand newline", "i": i});
-        r.error_message = (i % 5 == 0).then(|| "upstream said: \"no\",\nsorry".to_string());
+        r.metadata = Cow::Owned(json!({"note": "comma, \"quote\"\r\nand newline", "i": i}));
+        r.error_message = (i % 5 == 0).then(|| "upstream said: \"no\",\nsorry".into());
         r.key_alias = Some("alias, with comma".into());
         app.state().spend.record(r.clone());
         rows.push(r);
@@ -78,9 +80,9 @@ async fn spend_log_csv_parses_back_to_the_same_rows_with_awkward_text() {
     // Typed fields survive: tags and metadata parse back exactly.
     let last = &records[rows.len()];
     let tags: Vec<String> = serde_json::from_str(&last[col("request_tags")]).unwrap();
-    assert_eq!(tags, rows[24].request_tags);
+    assert_eq!(tags, *rows[24].request_tags);
     let meta: serde_json::Value = serde_json::from_str(&last[col("metadata")]).unwrap();
-    assert_eq!(meta, rows[24].metadata);
+    assert_eq!(meta, *rows[24].metadata);
     assert_eq!(last[col("startTime")], "2026-03-01T10:00:24.000Z");
 
     let dated = app

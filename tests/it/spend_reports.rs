@@ -1,6 +1,8 @@
 //! Spend reports over the management API: log filters and paging, per-key totals,
 //! aggregates against raw rows after a restart, retention, and admin-only access.
 
+use std::borrow::Cow;
+
 use serde_json::{json, Value};
 use switchyard::spend::SpendRow;
 
@@ -11,14 +13,14 @@ use crate::spend::{
 use crate::support::*;
 
 /// A row recorded straight into the writer.
-pub fn row(i: usize, key: &str, day: &str, tags: &[&str]) -> SpendRow {
+pub fn row(i: usize, key: &str, day: &str, tags: &[&str]) -> SpendRow<'static> {
     SpendRow {
-        request_id: format!("req-{i}"),
+        request_id: format!("req-{i}").into(),
         call_type: "acompletion".into(),
-        api_key: key.into(),
-        user: Some(format!("user-{}", i % 2)),
-        team_id: Some(format!("team-{}", i % 3)),
-        end_user: (i % 4 == 0).then(|| "customer-a".to_string()),
+        api_key: key.to_owned().into(),
+        user: Some(format!("user-{}", i % 2).into()),
+        team_id: Some(format!("team-{}", i % 3).into()),
+        end_user: (i % 4 == 0).then(|| "customer-a".into()),
         model: if i % 2 == 0 { "gpt" } else { "claude" }.into(),
         model_group: "g".into(),
         spend: 0.001 * (i as f64 + 1.0),
@@ -29,8 +31,12 @@ pub fn row(i: usize, key: &str, day: &str, tags: &[&str]) -> SpendRow {
         end_time: format!("{day}T10:00:{:02}.500Z", i % 60),
         status: if i % 5 == 0 { "failure" } else { "success" }.into(),
         http_status: 200,
-        request_tags: tags.iter().map(|s| s.to_string()).collect(),
-        metadata: json!({"i": i}),
+        request_tags: tags
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .into(),
+        metadata: Cow::Owned(json!({"i": i})),
         ..Default::default()
     }
 }
