@@ -125,17 +125,16 @@ impl Pool {
             Some(list) => list,
             None => idle.entry(authority.to_owned()).or_default(),
         };
+        // One clock read for the expiry check and the new entry's time.
+        let now = Instant::now();
         while list
             .front()
-            .is_some_and(|c| c.since.elapsed() >= IDLE_TIMEOUT)
+            .is_some_and(|c| now.saturating_duration_since(c.since) >= IDLE_TIMEOUT)
         {
             list.pop_front();
         }
         if list.len() < self.inner.max_idle_per_host {
-            list.push_back(Idle {
-                io,
-                since: Instant::now(),
-            });
+            list.push_back(Idle { io, since: now });
         }
     }
 

@@ -129,10 +129,16 @@ impl Usage {
                 Some(raw) => raw,
             };
             let leading_zero = raw.len() > 1 && raw[0] == b'0';
-            if raw.is_empty() || leading_zero || !raw.iter().all(u8::is_ascii_digit) {
+            if raw.is_empty() || leading_zero {
                 return None;
             }
-            std::str::from_utf8(raw).ok()?.parse().ok().map(Some)
+            // Digit by digit: `str::parse` costs several times this on every answer.
+            raw.iter()
+                .try_fold(0u64, |n, &b| {
+                    let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+                    n.checked_mul(10)?.checked_add(u64::from(digit))
+                })
+                .map(Some)
         }
         let [prompt, completion, total, details, creation] = scan::top_level_values(
             text,
@@ -430,6 +436,7 @@ mod tests {
             r#"{"prompt_tokens":5,"completion_tokens":null,"total_tokens":8,"prompt_tokens_details":{"cached_tokens":3,"audio_tokens":0}}"#,
             r#"{"prompt_tokens":5,"prompt_tokens_details":null,"cache_creation_input_tokens":4,"x":{"y":[1]}}"#,
             r#"{"prompt_tokens":5,"prompt_tokens":6}"#,
+            r#"{"prompt_tokens":18446744073709551615,"completion_tokens":1234567,"total_tokens":10}"#,
             r#"{}"#,
         ];
         for text in cases {
@@ -447,6 +454,8 @@ mod tests {
             r#"{"prompt_tokens":"5"}"#,
             r#"{"prompt_tokens":05}"#,
             r#"{"prompt_tokens":-1}"#,
+            r#"{"prompt_tokens":18446744073709551616}"#,
+            r#"{"prompt_tokens":1e3}"#,
             r#"{"prompt_tokens_details":{"cached_tokens":1.5}}"#,
             r#"{"prompt_tokens_details":[1]}"#,
             r#"null"#,
