@@ -572,10 +572,13 @@ impl<'a> Parser<'a> {
         // Bytes the escapes took beyond what they stand for.
         let mut saved = 0usize;
         loop {
-            // Eight bytes at a time while none of them ends the run, then the exact place.
+            // Eight bytes at a time; the lowest flagged byte of a word is where the run
+            // ends. Fewer than eight left: one at a time below.
             while let Some(word) = self.b.get(self.i..self.i + 8) {
                 let word = u64::from_le_bytes(word.try_into().unwrap_or([b'"'; 8]));
-                if scan::quote_or_backslash(word) | scan::control(word) != 0 {
+                let stops = scan::quote_or_backslash(word) | scan::control(word);
+                if stops != 0 {
+                    self.i += (stops.trailing_zeros() / 8) as usize;
                     break;
                 }
                 self.i += 8;
