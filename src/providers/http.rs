@@ -89,7 +89,7 @@ impl HttpClient {
         if req.uri.scheme() == Some(&http::uri::Scheme::HTTP) {
             let authority = super::h1::host_port(&req.uri);
             let head = match &req.plain_lines {
-                Some(lines) => super::h1::finish_head(lines, req.body.len()),
+                Some(HeadLines(lines)) => super::h1::finish_head(lines, req.body.len()),
                 None => {
                     let mut headers = Arc::unwrap_or_clone(req.headers);
                     default_user_agent(&mut headers);
@@ -230,7 +230,18 @@ pub struct UpstreamRequest {
     /// The plain-HTTP request line and headers, written once for a prepared request
     /// (see [`UpstreamRequest::prepared`]) and shared by its copies. Any header change
     /// drops them.
-    plain_lines: Option<Bytes>,
+    plain_lines: Option<HeadLines>,
+}
+
+/// A written-out request head. It holds the upstream key as text, so `Debug` shows
+/// only its length.
+#[derive(Clone, PartialEq)]
+struct HeadLines(Bytes);
+
+impl std::fmt::Debug for HeadLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HeadLines({} bytes)", self.0.len())
+    }
 }
 
 impl UpstreamRequest {
@@ -265,7 +276,8 @@ impl UpstreamRequest {
         if self.error.is_none() && self.uri.scheme() == Some(&http::uri::Scheme::HTTP) {
             let mut headers = HeaderMap::clone(&self.headers);
             default_user_agent(&mut headers);
-            self.plain_lines = Some(super::h1::head_lines(&self.uri, &headers, 0).into());
+            let lines = super::h1::head_lines(&self.uri, &headers, 0);
+            self.plain_lines = Some(HeadLines(lines.into()));
         }
         self
     }
@@ -523,6 +535,8 @@ mod tests {
         assert!(added.contains("x-late: 1\r\n"), "{added}");
         // Copies share the kept headers; a change stays with the copy it was made to.
         let kept = head("http://127.0.0.1:9/v1").prepared();
+        let shown = format!("{kept:?}");
+        assert!(!shown.contains("sk-up"), "{shown}");
         let changed = kept.duplicate().unwrap().header("x-late", "1");
         let other = kept.duplicate().unwrap();
         assert_eq!(changed.headers()["x-late"], "1");
