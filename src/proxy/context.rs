@@ -120,11 +120,24 @@ pub(crate) fn record_failure(
     fallbacks: u32,
 ) {
     let mut row = base_row(ctx, dep, retries, fallbacks, Instant::now());
-    row.status = "failure".into();
-    row.http_status = err.status.as_u16();
-    row.error_class = Some(err.kind.into());
-    row.error_message = Some(err.message.chars().take(2000).collect::<String>().into());
+    fill_failure(&mut row, err);
     ctx.app.spend.record(row);
+}
+
+/// Characters of an error message a spend row keeps.
+const MAX_ROW_ERROR_CHARS: usize = 2000;
+
+/// Marks `row` failed with `err`: status, class, and the message's first
+/// `MAX_ROW_ERROR_CHARS` characters (borrowed, not copied).
+pub(crate) fn fill_failure<'a>(row: &mut SpendRow<'a>, err: &'a ApiError) {
+    row.status = Cow::Borrowed("failure");
+    row.http_status = err.status.as_u16();
+    row.error_class = Some(Cow::Borrowed(err.kind));
+    let kept = match err.message.char_indices().nth(MAX_ROW_ERROR_CHARS) {
+        Some((cut, _)) => &err.message[..cut],
+        None => &err.message,
+    };
+    row.error_message = Some(Cow::Borrowed(kept));
 }
 
 // Built at compile time: `from_static` validates the name, which costs per request when
@@ -272,6 +285,31 @@ mod tests {
     use super::*;
     use crate::deployment::test_deployment;
     use crate::providers::Wire;
+
+    #[test]
+    fn a_failure_row_keeps_the_first_two_thousand_characters_of_the_message() {
+        let long = ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "api_error",
+            "é".repeat(2500),
+        );
+        let mut row = SpendRow::default();
+        fill_failure(&mut row, &long);
+        let kept = row.error_message.as_deref().unwrap();
+        assert_eq!(kept.chars().count(), MAX_ROW_ERROR_CHARS);
+        assert!(long.message.starts_with(kept));
+        assert_eq!(
+            (&*row.status, row.http_status, row.error_class.as_deref()),
+            ("failure", 502, Some("api_error"))
+        );
+        let short = ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "api_error",
+            "upstream said no",
+        );
+        fill_failure(&mut row, &short);
+        assert_eq!(row.error_message.as_deref(), Some("upstream said no"));
+    }
 
     #[test]
     fn the_template_starts_with_the_per_request_headers_in_order() {

@@ -3,7 +3,6 @@
 //! as it arrives. Dropping the body (client gone) drops the upstream stream, which
 //! cancels the upstream request; spend is settled when the stream ends either way.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,7 @@ use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 
-use super::context::{base_row, fill_usage, record_failure, response_headers, Ctx};
+use super::context::{base_row, fill_failure, fill_usage, record_failure, response_headers, Ctx};
 use super::ApiError;
 use crate::governance::Admission;
 use crate::providers::{self, ChunkStream, Error as ProviderError, StreamItem, Usage};
@@ -282,12 +281,7 @@ impl Forward {
         fill_usage(&mut row, &usage, spend);
         row.ttft_ms = Some(self.ttft.as_millis() as u64);
         match (&self.failure, self.done) {
-            (Some(err), _) => {
-                row.status = "failure".into();
-                row.http_status = err.status.as_u16();
-                row.error_class = Some(err.kind.into());
-                row.error_message = Some(Cow::Borrowed(&err.message));
-            }
+            (Some(err), _) => fill_failure(&mut row, err),
             (None, true) => self.dep.record_success(
                 total,
                 Some(self.ttft),
