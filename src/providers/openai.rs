@@ -37,11 +37,11 @@ pub fn upstream_body(ctx: &CallContext<'_>, stream: bool) -> Result<Vec<u8>, ser
     let dep = ctx.deployment;
     let want_usage = stream && ctx.call != CallType::Embedding;
     // Fields this function writes itself.
-    let ours = |k: &str| {
-        k == "model"
-            || GATEWAY_ONLY_FIELDS.contains(&k)
-            || (stream && k == "stream")
-            || (want_usage && k == "stream_options")
+    let ours = |k: &[u8]| {
+        k == b"model"
+            || GATEWAY_ONLY_FIELDS.iter().any(|f| f.as_bytes() == k)
+            || (stream && k == b"stream")
+            || (want_usage && k == b"stream_options")
     };
     let mut out = Vec::with_capacity(body.bytes().len() + dep.upstream_model.len() + 64);
     out.push(b'{');
@@ -55,7 +55,7 @@ pub fn upstream_body(ctx: &CallContext<'_>, stream: bool) -> Result<Vec<u8>, ser
     out.extend_from_slice(b"\"model\":");
     serde_json::to_writer(&mut out, &dep.upstream_model)?;
     for (k, v) in &dep.default_params {
-        if !ours(k) && !body.contains_key(k) {
+        if !ours(k.as_bytes()) && !body.contains_key(k) {
             out.push(b',');
             serde_json::to_writer(&mut out, k)?;
             out.push(b':');
