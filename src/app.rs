@@ -174,6 +174,9 @@ pub async fn serve(
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Tells connections still in the gateway's own loop (`proxy::server`) to close once
+    // idle; those handed to hyper hear it through `graceful`.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let tcp = tokio::select! {
@@ -189,30 +192,58 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let state = state.clone();
         let router = router.clone();
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let state = state.clone();
-            let router = router.clone();
-            state.busy_poll.touch();
-            async move {
-                Ok::<_, Infallible>(
-                    match crate::proxy::routes::hot_route(req.method(), req.uri().path()) {
-                        Some(call) => crate::proxy::completions::serve_hot(state, call, req).await,
-                        None => match router.oneshot(req).await {
-                            Ok(resp) => resp,
-                            Err(never) => match never {},
-                        },
-                    },
-                )
-            }
+        let builder = builder.clone();
+        // Taken now, so that `graceful.shutdown` also waits for this connection while it
+        // is still in the gateway's own loop.
+        let watcher = graceful.watcher();
+        let mut stopping = stopping.clone();
+        tokio::spawn(async move {
+            let mut tcp = tcp;
+            let pre = match crate::proxy::server::serve(&mut tcp, &state, &mut stopping).await {
+                crate::proxy::server::Next::Close => return,
+                crate::proxy::server::Next::Handover(pre) => pre,
+            };
+            let io = crate::proxy::server::Rewind::new(pre, tcp);
+            let service = hyper_service(state, router);
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(io), service)
+                .into_owned();
+            let _ = watcher.watch(conn).await;
         });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-            .into_owned();
-        tokio::spawn(graceful.watch(conn));
     }
     drop(listener);
+    let _ = stop.send(true);
     graceful.shutdown().await;
     poller.abort();
+}
+
+/// hyper's service for a connection: the proxied routes straight to their handler, the
+/// rest to axum's router.
+fn hyper_service(
+    state: AppState,
+    router: axum::Router,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let state = state.clone();
+        let router = router.clone();
+        state.busy_poll.touch();
+        async move {
+            Ok::<_, Infallible>(
+                match crate::proxy::routes::hot_route(req.method(), req.uri().path()) {
+                    Some(call) => crate::proxy::completions::serve_hot(state, call, req).await,
+                    None => match router.oneshot(req).await {
+                        Ok(resp) => resp,
+                        Err(never) => match never {},
+                    },
+                },
+            )
+        }
+    })
 }
 
 /// Per-connection accept errors (the peer gave up) are retried at once; others (out of

@@ -63,6 +63,19 @@ pub async fn serve_hot(
     }
 }
 
+/// The same, for a request the gateway's own HTTP/1.1 loop (`proxy::server`) has read.
+pub async fn serve_parsed(
+    app: AppState,
+    call: CallType,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    match super::request::proxy_body(body) {
+        Ok(body) => handle(app, call, headers, body).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 async fn handle(app: AppState, call: CallType, headers: HeaderMap, body: RequestBody) -> Response {
     match admit_and_run(app, call, headers, body).await {
         Ok(r) => r,

@@ -6,6 +6,7 @@ mod error;
 pub mod models;
 pub mod request;
 pub mod routes;
+pub mod server;
 mod stream;
 
 pub use error::ApiError;

@@ -64,7 +64,7 @@ where
     }
 }
 
-fn proxy_body(bytes: bytes::Bytes) -> Result<RequestBody, ApiError> {
+pub(crate) fn proxy_body(bytes: bytes::Bytes) -> Result<RequestBody, ApiError> {
     RequestBody::parse(bytes).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 

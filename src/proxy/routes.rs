@@ -14,6 +14,11 @@ pub fn hot_route(method: &axum::http::Method, path: &str) -> Option<CallType> {
     if method != axum::http::Method::POST {
         return None;
     }
+    hot_path(path)
+}
+
+/// The call a proxied POST to `path` (without a query string) makes.
+pub fn hot_path(path: &str) -> Option<CallType> {
     match path.strip_prefix("/v1").unwrap_or(path) {
         "/chat/completions" => Some(CallType::Chat),
         "/completions" => Some(CallType::Completion),

@@ -4,6 +4,7 @@ mod budgets;
 mod compat;
 mod errors;
 mod fallbacks;
+mod http1;
 mod keys;
 mod limits;
 mod models_admin;

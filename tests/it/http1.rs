@@ -1,0 +1,349 @@
+//! The gateway's own HTTP/1.1 loop for the proxied POSTs, byte by byte: pipelining,
+//! keep-alive and `Connection: close`, and the requests it hands to hyper (another route
+//! on the same connection, `Expect`, chunked bodies, HTTP/1.0, oversized or malformed
+//! requests), which must be answered as before.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::keys::new_key;
+use crate::support::*;
+
+/// A response read off a raw connection.
+struct Raw {
+    status_line: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Raw {
+    fn status(&self) -> u16 {
+        self.status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+async fn connect(app: &TestApp) -> TcpStream {
+    let addr = app.url.trim_start_matches("http://");
+    let s = TcpStream::connect(addr).await.expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    s
+}
+
+fn chat_request(extra_headers: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {MASTER_KEY}\r\n\
+         content-type: application/json\r\n{extra_headers}content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn chat(content: &str) -> String {
+    json!({"model": "gpt", "messages": [{"role": "user", "content": content}]}).to_string()
+}
+
+/// Reads one response (a length or a chunked body) from `s`, keeping what follows it in
+/// `pending`.
+async fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>) -> Raw {
+    let head_end = loop {
+        if let Some(at) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        fill(s, pending).await;
+    };
+    let head = String::from_utf8(pending.drain(..head_end).collect()).expect("head text");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default().to_owned();
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    let mut body = Vec::new();
+    if let Some(len) = headers.get("content-length") {
+        let len: usize = len.parse().expect("length");
+        while pending.len() < len {
+            fill(s, pending).await;
+        }
+        body = pending.drain(..len).collect();
+    } else if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") {
+        loop {
+            let line_end = loop {
+                if let Some(at) = pending.windows(2).position(|w| w == b"\r\n") {
+                    break at;
+                }
+                fill(s, pending).await;
+            };
+            let size_text = String::from_utf8(pending.drain(..line_end + 2).collect()).unwrap();
+            let size = usize::from_str_radix(size_text.trim(), 16).expect("chunk size");
+            while pending.len() < size + 2 {
+                fill(s, pending).await;
+            }
+            body.extend(pending.drain(..size));
+            pending.drain(..2);
+            if size == 0 {
+                break;
+            }
+        }
+    }
+    Raw {
+        status_line,
+        headers,
+        body,
+    }
+}
+
+async fn fill(s: &mut TcpStream, pending: &mut Vec<u8>) {
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer within 5 s")
+        .expect("read");
+    assert!(
+        n > 0,
+        "closed early; had {:?}",
+        String::from_utf8_lossy(pending)
+    );
+    pending.extend_from_slice(&buf[..n]);
+}
+
+/// True when the server closes `s` (after what it already sent) within a second.
+async fn closes(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1024];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_on_one_connection() {
+    let (up, app) = spawn_with_openai_gpt().await;
+    let mut s = connect(&app).await;
+    // Both requests in one write: the second arrives while the first is being answered.
+    let mut both = chat_request("", &chat("first"));
+    both.extend(chat_request("", &chat("second")));
+    s.write_all(&both).await.unwrap();
+    let mut pending = Vec::new();
+    let first = read_response(&mut s, &mut pending).await;
+    let second = read_response(&mut s, &mut pending).await;
+    for r in [&first, &second] {
+        assert_eq!(r.status_line, "HTTP/1.1 200 OK");
+        assert_eq!(r.json()["choices"][0]["message"]["content"], "Hello world");
+        assert_eq!(r.headers["content-type"], "application/json");
+        assert!(r.headers.contains_key("date"), "{:?}", r.headers);
+    }
+    assert_ne!(
+        first.headers["x-litellm-call-id"],
+        second.headers["x-litellm-call-id"]
+    );
+    let sent: Vec<Value> = up
+        .requests()
+        .iter()
+        .map(|r| r.body["messages"][0]["content"].clone())
+        .collect();
+    assert_eq!(sent, vec![json!("first"), json!("second")]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn another_route_on_the_same_connection_is_served_and_proxying_goes_on_after_it() {
+    let (up, app) = spawn_with_openai_gpt().await;
+    let mut s = connect(&app).await;
+    let mut pending = Vec::new();
+    s.write_all(&chat_request("", &chat("one"))).await.unwrap();
+    assert_eq!(read_response(&mut s, &mut pending).await.status(), 200);
+    s.write_all(b"GET /health/liveliness HTTP/1.1\r\nhost: gw\r\n\r\n")
+        .await
+        .unwrap();
+    let health = read_response(&mut s, &mut pending).await;
+    assert_eq!(
+        health.status(),
+        200,
+        "{}",
+        String::from_utf8_lossy(&health.body)
+    );
+    s.write_all(&chat_request("", &chat("two"))).await.unwrap();
+    let again = read_response(&mut s, &mut pending).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers["x-litellm-model-group"], "gpt");
+    assert_eq!(up.hits(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_streamed_answer_is_chunked_and_the_connection_is_reused() {
+    let (_up, app) = spawn_with_openai_gpt().await;
+    let mut s = connect(&app).await;
+    let mut pending = Vec::new();
+    let body =
+        json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    s.write_all(&chat_request("", &body.to_string()))
+        .await
+        .unwrap();
+    let streamed = read_response(&mut s, &mut pending).await;
+    assert_eq!(streamed.status(), 200);
+    assert_eq!(streamed.headers["transfer-encoding"], "chunked");
+    assert_eq!(streamed.headers["content-type"], "text/event-stream");
+    let text = String::from_utf8(streamed.body).unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    s.write_all(&chat_request("", &chat("after")))
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut s, &mut pending).await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn connection_close_is_answered_then_closed() {
+    let (_up, app) = spawn_with_openai_gpt().await;
+    let mut s = connect(&app).await;
+    let mut pending = Vec::new();
+    s.write_all(&chat_request("connection: close\r\n", &chat("bye")))
+        .await
+        .unwrap();
+    let r = read_response(&mut s, &mut pending).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers["connection"], "close");
+    assert!(closes(&mut s).await, "the server kept the connection open");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn expect_continue_chunked_bodies_and_http_1_0_are_answered() {
+    let (up, app) = spawn_with_openai_gpt().await;
+    let body = chat("hi");
+
+    // Expect: 100-continue: the interim answer first, then the real one.
+    let mut s = connect(&app).await;
+    let mut pending = Vec::new();
+    let mut head = chat_request("expect: 100-continue\r\n", "");
+    head.truncate(head.len() - "content-length: 0\r\n\r\n".len());
+    head.extend(format!("content-length: {}\r\n\r\n", body.len()).into_bytes());
+    s.write_all(&head).await.unwrap();
+    let interim = read_response(&mut s, &mut pending).await;
+    assert_eq!(interim.status(), 100);
+    s.write_all(body.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s, &mut pending).await.status(), 200);
+
+    // A chunked body.
+    let mut s = connect(&app).await;
+    let mut pending = Vec::new();
+    let (a, b) = body.split_at(10);
+    let chunked = format!(
+        "POST /chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {MASTER_KEY}\r\n\
+         transfer-encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+        a.len(),
+        b.len()
+    );
+    s.write_all(chunked.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s, &mut pending).await.status(), 200);
+
+    // HTTP/1.0: answered, then closed.
+    let mut s = connect(&app).await;
+    let mut pending = Vec::new();
+    let mut old = chat_request("", &body);
+    old.splice(
+        0.."POST /v1/chat/completions HTTP/1.1".len(),
+        *b"POST /v1/chat/completions HTTP/1.0",
+    );
+    s.write_all(&old).await.unwrap();
+    assert_eq!(read_response(&mut s, &mut pending).await.status(), 200);
+    assert!(closes(&mut s).await);
+
+    assert_eq!(up.hits(), 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_body_and_a_malformed_head_get_the_usual_errors() {
+    let up = MockUpstream::openai().await;
+    let base = format!("{}/v1", up.url());
+    let app = spawn_app(&format!(
+        "{}general_settings:\n  master_key: {MASTER_KEY}\n  max_request_size_mb: 0.001\n",
+        config_for(&[("gpt", "openai/gpt-4o", &base)])
+    ))
+    .await;
+    let mut s = connect(&app).await;
+    let mut pending = Vec::new();
+    s.write_all(&chat_request("", &chat(&"x".repeat(4000))))
+        .await
+        .unwrap();
+    let big = read_response(&mut s, &mut pending).await;
+    assert_eq!(big.status(), 413);
+    assert!(
+        big.json()["error"]["message"].is_string(),
+        "{:?}",
+        big.json()
+    );
+
+    let mut s = connect(&app).await;
+    let mut pending = Vec::new();
+    s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nbad header line\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut s, &mut pending).await.status(), 400);
+    assert_eq!(up.hits(), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_gone_before_the_answer_releases_what_its_request_held() {
+    let (up, app) = spawn_with_openai_gpt().await;
+    up.set_responder(|_| {
+        MockResponse::Delay(
+            Duration::from_millis(1500),
+            Box::new(MockResponse::json(200, json!({
+                "id": "x", "object": "chat.completion", "created": 1, "model": "gpt",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "late"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+            }))),
+        )
+    });
+    // One request at a time for this key: a second one gets through only once the first
+    // has let go of its slot.
+    let key = new_key(&app, json!({"max_parallel_requests": 1})).await;
+    let request = |content: &str| {
+        let body = chat(content);
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {key}\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let mut s = connect(&app).await;
+    s.write_all(request("abandoned").as_bytes()).await.unwrap();
+    let t = std::time::Instant::now();
+    while up.requests().is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(s);
+    // Well before the upstream would have answered the first one.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut s = connect(&app).await;
+    let mut pending = Vec::new();
+    s.write_all(request("next").as_bytes()).await.unwrap();
+    let next = read_response(&mut s, &mut pending).await;
+    assert_eq!(
+        next.status(),
+        200,
+        "the abandoned request still held the key's slot: {}",
+        String::from_utf8_lossy(&next.body)
+    );
+    app.stop().await;
+}
