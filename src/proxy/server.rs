@@ -19,6 +19,7 @@ use axum::body::Body;
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Response};
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -70,14 +71,9 @@ pub async fn serve(io: &mut TcpStream, app: &AppState, stop: &mut watch::Receive
                 // hyper answers it as it answers on any other connection.
                 _ => return Next::Handover(buf.freeze()),
             }
-            if buf.is_empty() && *stop.borrow() {
-                return Next::Close;
-            }
-            let read = tokio::select! {
-                read = io.read_buf(&mut buf) => read,
-                _ = stop.changed(), if buf.is_empty() => return Next::Close,
-            };
-            if !matches!(read, Ok(n) if n > 0) {
+            // Stopping: an idle connection, or one whose client has not finished its
+            // request, is closed.
+            if *stop.borrow() || !read_more(io, &mut buf, stop).await {
                 return Next::Close;
             }
         };
@@ -85,7 +81,7 @@ pub async fn serve(io: &mut TcpStream, app: &AppState, stop: &mut watch::Receive
         let head_bytes = buf.split_to(head.len).freeze();
         while buf.len() < head.content_length {
             buf.reserve(head.content_length - buf.len());
-            if !matches!(io.read_buf(&mut buf).await, Ok(n) if n > 0) {
+            if !read_more(io, &mut buf, stop).await {
                 return Next::Close;
             }
         }
@@ -114,6 +110,19 @@ pub async fn serve(io: &mut TcpStream, app: &AppState, stop: &mut watch::Receive
         {
             return Next::Close;
         }
+    }
+}
+
+/// Reads more of the request into `buf`; false when the client has gone or the server is
+/// stopping.
+async fn read_more(
+    io: &mut TcpStream,
+    buf: &mut BytesMut,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        read = io.read_buf(buf) => matches!(read, Ok(n) if n > 0),
+        _ = stop.changed() => false,
     }
 }
 
@@ -153,9 +162,11 @@ fn parse_head(buf: &[u8]) -> Parsed {
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok());
+            // Digits only (`usize::from_str` would also take a sign).
+            let digits = h.value.trim_ascii();
+            let n = (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit))
+                .then(|| std::str::from_utf8(digits).ok()?.parse::<usize>().ok())
+                .flatten();
             match (n, content_length) {
                 (Some(n), None) => content_length = Some(n),
                 // Unreadable or repeated: hyper refuses it properly.
@@ -252,8 +263,26 @@ async fn write_response(
         return io.write_all(&whole).await;
     }
     out.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
-    io.write_all(&out).await?;
+    // Every piece ready at once goes in one write (with the head, the first time): an
+    // upstream that sends its whole answer in one burst gets one write, not one a chunk.
     loop {
+        let ended = loop {
+            match body.frame().now_or_never() {
+                None => break false,
+                Some(frame) => {
+                    if push_frame(&mut out, frame)? {
+                        break true;
+                    }
+                }
+            }
+        };
+        if !out.is_empty() {
+            io.write_all(&out).await?;
+            out.clear();
+        }
+        if ended {
+            return Ok(());
+        }
         let frame = tokio::select! {
             biased;
             frame = body.frame() => frame,
@@ -262,24 +291,33 @@ async fn write_response(
                 _ => return Err(io::ErrorKind::ConnectionAborted.into()),
             },
         };
-        match frame {
-            None => return io.write_all(b"0\r\n\r\n").await,
-            Some(Err(e)) => return Err(io::Error::other(e)),
-            Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else {
-                    continue; // trailers: not sent
-                };
-                if data.is_empty() {
-                    continue;
-                }
-                // Size line, data and CRLF in one write: each chunk is one segment.
-                out.clear();
-                push_hex(&mut out, data.len());
+        if push_frame(&mut out, frame)? {
+            io.write_all(&out).await?;
+            return Ok(());
+        }
+    }
+}
+
+/// Adds a body frame to `out` as a chunk (the last chunk when the body has ended, which
+/// it returns true for). Trailers are not sent.
+fn push_frame(
+    out: &mut Vec<u8>,
+    frame: Option<Result<hyper::body::Frame<Bytes>, axum::Error>>,
+) -> io::Result<bool> {
+    match frame {
+        None => {
+            out.extend_from_slice(b"0\r\n\r\n");
+            Ok(true)
+        }
+        Some(Err(e)) => Err(io::Error::other(e)),
+        Some(Ok(frame)) => {
+            if let Some(data) = frame.data_ref().filter(|d| !d.is_empty()) {
+                push_hex(out, data.len());
                 out.extend_from_slice(b"\r\n");
-                out.extend_from_slice(&data);
+                out.extend_from_slice(data);
                 out.extend_from_slice(b"\r\n");
-                io.write_all(&out).await?;
             }
+            Ok(false)
         }
     }
 }
@@ -419,6 +457,8 @@ mod tests {
             post(""),
             post("content-length: 2\r\ncontent-length: 2\r\n"),
             post("content-length: x\r\n"),
+            post("content-length: +2\r\n"),
+            post("content-length: \r\n"),
             post("transfer-encoding: chunked\r\n"),
             post("content-length: 2\r\nexpect: 100-continue\r\n"),
             post("content-length: 2\r\nconnection: upgrade\r\n"),
