@@ -56,8 +56,8 @@ struct Head {
     fields: Vec<(Range<usize>, Range<usize>)>,
 }
 
-/// Serves requests on `io` until it closes, `stop` is set between requests, or a request
-/// needs hyper.
+/// Serves requests on `io` until it closes, `stop` is set while no request is under way,
+/// or a request needs hyper.
 pub async fn serve(io: &mut TcpStream, app: &AppState, stop: &mut watch::Receiver<bool>) -> Next {
     let limit = app.config.general.max_request_size_bytes;
     let mut buf = BytesMut::with_capacity(8 * 1024);
@@ -79,9 +79,10 @@ pub async fn serve(io: &mut TcpStream, app: &AppState, stop: &mut watch::Receive
         };
         app.busy_poll.touch();
         let head_bytes = buf.split_to(head.len).freeze();
+        // A request under way is finished even when the server is stopping.
         while buf.len() < head.content_length {
             buf.reserve(head.content_length - buf.len());
-            if !read_more(io, &mut buf, stop).await {
+            if !matches!(io.read_buf(&mut buf).await, Ok(n) if n > 0) {
                 return Next::Close;
             }
         }
@@ -113,8 +114,8 @@ pub async fn serve(io: &mut TcpStream, app: &AppState, stop: &mut watch::Receive
     }
 }
 
-/// Reads more of the request into `buf`; false when the client has gone or the server is
-/// stopping.
+/// Reads more of a request head into `buf`; false when the client has gone or the server
+/// is stopping.
 async fn read_more(
     io: &mut TcpStream,
     buf: &mut BytesMut,
@@ -205,8 +206,7 @@ fn parse_head(buf: &[u8]) -> Parsed {
 fn header_map(head: &Bytes, fields: &[(Range<usize>, Range<usize>)]) -> HeaderMap {
     let mut map = HeaderMap::with_capacity(fields.len());
     for (name, value) in fields {
-        // httparse has checked both; a name `http` refuses is dropped, as hyper would
-        // refuse the request.
+        // httparse checked both by the rules `http` applies, so neither fails here.
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(&head[name.clone()]),
             HeaderValue::from_maybe_shared(head.slice(value.clone())),
