@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 
 /// The other headers a key may come in, by name: a lookup by string parses the name
 /// first, on every request.
-const KEY_HEADERS: [HeaderName; 3] = [
+pub const KEY_HEADERS: [HeaderName; 3] = [
     HeaderName::from_static("x-litellm-api-key"),
     HeaderName::from_static("api-key"),
     HeaderName::from_static("x-api-key"),

@@ -63,7 +63,8 @@ pub async fn serve_hot(
     }
 }
 
-/// The same, for a request the gateway's own HTTP/1.1 loop (`proxy::server`) has read.
+/// The same, for a request the gateway's own HTTP/1.1 loop (`proxy::server`) has read;
+/// `headers` holds those the proxied path reads (`request::read_by_proxy`).
 pub async fn serve_parsed(
     app: AppState,
     call: CallType,

@@ -2,6 +2,7 @@
 //! the fields the gateway uses.
 
 use axum::extract::{FromRequest, Request};
+use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use serde_json::Value;
 
@@ -11,6 +12,16 @@ use crate::providers::{CallType, RequestBody};
 
 /// Looked up by name, as a string lookup parses the name first, every request.
 const X_LITELLM_TAGS: HeaderName = HeaderName::from_static("x-litellm-tags");
+
+/// Whether the proxied path reads the request header `name` (any case): the key headers
+/// and the tags. The gateway's own HTTP/1.1 loop (`server.rs`) hands the handler only
+/// these, so a header read anywhere on the proxied path must be listed here.
+pub(crate) fn read_by_proxy(name: &[u8]) -> bool {
+    std::iter::once(&AUTHORIZATION)
+        .chain(&crate::auth::KEY_HEADERS)
+        .chain([&X_LITELLM_TAGS])
+        .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(name))
+}
 
 /// The request body as JSON, with size and syntax errors in OpenAI's shape.
 pub struct JsonBody(pub Value);

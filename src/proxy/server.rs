@@ -52,7 +52,9 @@ struct Head {
     call: CallType,
     content_length: usize,
     keep_alive: bool,
-    /// Name and value of each header, as offsets into the head.
+    /// Name and value of each header the handler reads (`request::read_by_proxy`), as
+    /// offsets into the head: building the map of every header cost more than the rest of
+    /// the request's parsing.
     fields: Vec<(Range<usize>, Range<usize>)>,
 }
 
@@ -159,7 +161,7 @@ fn parse_head(buf: &[u8]) -> Parsed {
     };
     let mut content_length = None;
     let mut keep_alive = true;
-    let mut fields = Vec::with_capacity(req.headers.len());
+    let mut fields = Vec::new();
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -188,7 +190,9 @@ fn parse_head(buf: &[u8]) -> Parsed {
                 }
             }
         }
-        fields.push((offsets(name), offsets(h.value)));
+        if crate::proxy::request::read_by_proxy(name) {
+            fields.push((offsets(name), offsets(h.value)));
+        }
     }
     let Some(content_length) = content_length else {
         return Parsed::Other;
@@ -202,7 +206,7 @@ fn parse_head(buf: &[u8]) -> Parsed {
     })
 }
 
-/// The request's headers; values share the head's bytes.
+/// The headers kept from the request; values share the head's bytes.
 fn header_map(head: &Bytes, fields: &[(Range<usize>, Range<usize>)]) -> HeaderMap {
     let mut map = HeaderMap::with_capacity(fields.len());
     for (name, value) in fields {

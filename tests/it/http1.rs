@@ -347,3 +347,27 @@ async fn a_client_gone_before_the_answer_releases_what_its_request_held() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_headers_the_proxied_path_reads_reach_it() {
+    let (up, app) = spawn_with_openai_gpt().await;
+    let mut s = connect(&app).await;
+    let mut pending = Vec::new();
+    let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}],
+        "metadata": {"tags": ["from-body"]}})
+    .to_string();
+    let request = format!(
+        "POST /chat/completions HTTP/1.1\r\nHost: gw\r\nX-Api-Key: {MASTER_KEY}\r\n\
+         X-LiteLLM-Tags: from-header, from-body\r\nX-Unread: 1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let r = read_response(&mut s, &mut pending).await;
+    assert_eq!(r.status(), 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(up.hits(), 1);
+    app.flush_spend().await;
+    let rows = crate::spend::all_logs(&app, "").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["request_tags"], json!(["from-body", "from-header"]));
+    app.stop().await;
+}
