@@ -172,6 +172,19 @@ impl Chunks {
         (std::mem::take(&mut self.filled), rows)
     }
 
+    /// The chunks that are full, leaving the one still being filled: when a chunk fills,
+    /// the next few rows have usually started another, and committing that one too would
+    /// double the commits (each with its own sync) under steady load.
+    fn take_full(&mut self) -> (Vec<Chunk>, usize) {
+        let filling = match self.filled.last() {
+            Some(c) if c.recorded < MAX_BATCH => self.filled.pop(),
+            _ => None,
+        };
+        let (full, rows) = self.take();
+        self.filled.extend(filling);
+        (full, rows)
+    }
+
     fn give_back(&mut self, mut chunk: Chunk) {
         // A chunk that grew for large rows (stored prompts) is freed, not kept: spares
         // would otherwise hold that memory for good.
@@ -290,10 +303,14 @@ async fn run(
             pending.stopped.store(true, Ordering::Release);
         }
         let full = pending.chunks.lock().rows() >= MAX_BATCH;
-        let due = closed || full || !waiters.is_empty() || last_commit.elapsed() >= interval;
-        if due {
+        let everything = closed || !waiters.is_empty() || last_commit.elapsed() >= interval;
+        if everything || full {
             // Every row recorded before a flush or close was asked is in the buffer now.
-            let (chunks, rows) = pending.chunks.lock().take();
+            let (chunks, rows) = if everything {
+                pending.chunks.lock().take()
+            } else {
+                pending.chunks.lock().take_full()
+            };
             // Yield between blocks unless shutting down or far behind.
             let pace = !closed && rows <= BACKLOG_WITHOUT_YIELDING;
             // One transaction a chunk, oldest first; the counters go with the first. An
@@ -505,6 +522,24 @@ mod tests {
             chunks.give_back(chunk);
         }
         assert_eq!(chunks.spare.len(), 1, "a normal chunk is kept");
+    }
+
+    #[test]
+    fn a_full_chunk_is_taken_without_the_one_still_filling() {
+        let mut chunks = Chunks::default();
+        for i in 0..MAX_BATCH + 5 {
+            chunks.push(&row(i), None);
+        }
+        let (taken, rows) = chunks.take_full();
+        assert_eq!((taken.len(), rows), (1, MAX_BATCH));
+        assert_eq!(chunks.rows(), 5, "the filling chunk stays");
+        assert_eq!(chunks.take_full().1, 0, "nothing full is left");
+        for i in 0..MAX_BATCH - 5 {
+            chunks.push(&row(i), None);
+        }
+        let (taken, rows) = chunks.take_full();
+        assert_eq!((taken.len(), rows), (1, MAX_BATCH), "it fills up and goes");
+        assert_eq!(chunks.take().1, 0);
     }
 
     #[test]
