@@ -32,6 +32,8 @@ use crate::state::AppState;
 const MAX_HEAD: usize = 64 * 1024;
 /// More headers than this: left to hyper.
 const MAX_HEADERS: usize = 64;
+/// The most a body read reserves ahead of the bytes arriving.
+const READ_STEP: usize = 64 * 1024;
 /// A whole body up to this size is written together with its head.
 const COALESCE_BODY: usize = 64 * 1024;
 
@@ -83,7 +85,9 @@ pub async fn serve(io: &mut TcpStream, app: &AppState, stop: &mut watch::Receive
         let head_bytes = buf.split_to(head.len).freeze();
         // A request under way is finished even when the server is stopping.
         while buf.len() < head.content_length {
-            buf.reserve(head.content_length - buf.len());
+            // Room for what is still to come, in steps: a declared length alone takes no
+            // memory.
+            buf.reserve((head.content_length - buf.len()).min(READ_STEP));
             if !matches!(io.read_buf(&mut buf).await, Ok(n) if n > 0) {
                 return Next::Close;
             }

@@ -371,3 +371,18 @@ async fn the_headers_the_proxied_path_reads_reach_it() {
     assert_eq!(rows[0]["request_tags"], json!(["from-body", "from-header"]));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_large_body_arrives_whole_through_the_loop() {
+    let (up, app) = spawn_with_openai_gpt().await;
+    let mut s = connect(&app).await;
+    let mut pending = Vec::new();
+    let content = "y".repeat(300_000);
+    s.write_all(&chat_request("", &chat(&content)))
+        .await
+        .unwrap();
+    let r = read_response(&mut s, &mut pending).await;
+    assert_eq!(r.status(), 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(up.last().body["messages"][0]["content"], json!(content));
+    app.stop().await;
+}
