@@ -154,16 +154,7 @@ async fn concurrent_requests_never_overspend_and_every_success_is_charged() {
         "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt\n      api_base: {}/v1\n      api_key: sk-up\n      input_cost_per_token: 0.001\n      output_cost_per_token: 0.0\n",
         up.url()
     );
-    up.set_responder(|_| {
-        MockResponse::Delay(
-            Duration::from_millis(30),
-            Box::new(MockResponse::json(200, json!({
-                "id": "x", "object": "chat.completion", "created": 1, "model": "gpt",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
-            }))),
-        )
-    });
+    up.set_responder(|_| MockResponse::delayed_ok(Duration::from_millis(30)));
     let app = spawn_app(&yaml).await;
     let budget = 0.1;
     let key = new_key(&app, json!({"max_budget": budget})).await;

@@ -301,16 +301,7 @@ async fn an_oversized_body_and_a_malformed_head_get_the_usual_errors() {
 #[tokio::test]
 async fn a_client_gone_before_the_answer_releases_what_its_request_held() {
     let (up, app) = spawn_with_openai_gpt().await;
-    up.set_responder(|_| {
-        MockResponse::Delay(
-            Duration::from_millis(1500),
-            Box::new(MockResponse::json(200, json!({
-                "id": "x", "object": "chat.completion", "created": 1, "model": "gpt",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "late"}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
-            }))),
-        )
-    });
+    up.set_responder(|_| MockResponse::delayed_ok(Duration::from_millis(1500)));
     // One request at a time for this key: a second one gets through only once the first
     // has let go of its slot.
     let key = new_key(&app, json!({"max_parallel_requests": 1})).await;
@@ -324,14 +315,7 @@ async fn a_client_gone_before_the_answer_releases_what_its_request_held() {
     };
     let mut s = connect(&app).await;
     s.write_all(request("abandoned").as_bytes()).await.unwrap();
-    let t = std::time::Instant::now();
-    while up.requests().is_empty() {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "never reached the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    up.wait_for_requests(1).await;
     drop(s);
     // Well before the upstream would have answered the first one.
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -62,16 +62,7 @@ async fn team_and_per_model_rpm_limits_apply() {
 #[tokio::test]
 async fn parallel_request_limit_gives_429_while_calls_are_in_flight() {
     let (up, app) = setup().await;
-    up.set_responder(|_| {
-        MockResponse::Delay(
-            Duration::from_millis(300),
-            Box::new(MockResponse::json(200, json!({
-                "id": "x", "object": "chat.completion", "created": 1, "model": "gpt",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
-            }))),
-        )
-    });
+    up.set_responder(|_| MockResponse::delayed_ok(Duration::from_millis(300)));
     let key = new_key(&app, json!({"max_parallel_requests": 2})).await;
     let mut tasks = Vec::new();
     for _ in 0..5 {

@@ -82,16 +82,9 @@ async fn streaming_forwards_chunks_in_order_and_ends_with_done() {
 #[tokio::test]
 async fn stopping_lets_a_request_in_flight_finish_records_it_and_refuses_new_ones() {
     let up = MockUpstream::openai().await;
-    up.enqueue(MockResponse::Delay(
+    up.enqueue(MockResponse::delayed_chat(
         Duration::from_millis(300),
-        Box::new(MockResponse::json(
-            200,
-            json!({
-                "id": "x", "object": "chat.completion", "created": 1, "model": "gpt-4o",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "late"}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
-            }),
-        )),
+        "late",
     ));
     let dir = tempfile::tempdir().expect("tempdir");
     let base = format!("{}/v1", up.url());
@@ -110,14 +103,7 @@ async fn stopping_lets_a_request_in_flight_finish_records_it_and_refuses_new_one
         }
     });
     // The request is at the upstream (which answers after 300 ms) when the stop begins.
-    let t = std::time::Instant::now();
-    while up.requests().is_empty() {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "request never reached the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    up.wait_for_requests(1).await;
     app.stop().await;
     let resp = in_flight
         .await

@@ -67,6 +67,27 @@ impl MockResponse {
         }
     }
 
+    /// A chat completion saying "ok" (10 prompt and 5 completion tokens), after `delay`.
+    pub fn delayed_ok(delay: Duration) -> Self {
+        Self::delayed_chat(delay, "ok")
+    }
+
+    /// A chat completion saying `content` (10 prompt and 5 completion tokens), after
+    /// `delay`.
+    pub fn delayed_chat(delay: Duration, content: &str) -> Self {
+        MockResponse::Delay(
+            delay,
+            Box::new(MockResponse::json(
+                200,
+                json!({
+                    "id": "x", "object": "chat.completion", "created": 1, "model": "gpt",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+                }),
+            )),
+        )
+    }
+
     pub fn error(status: u16, message: &str) -> Self {
         MockResponse::json(
             status,
@@ -150,6 +171,19 @@ impl MockUpstream {
 
     pub fn hits(&self) -> usize {
         self.shared.hits.load(Ordering::SeqCst)
+    }
+
+    /// Waits (up to 5 s) until `n` requests have arrived.
+    pub async fn wait_for_requests(&self, n: usize) {
+        let t = std::time::Instant::now();
+        while self.requests().len() < n {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "the upstream got {} of {n} requests",
+                self.requests().len()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
 
