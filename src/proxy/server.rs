@@ -226,7 +226,8 @@ fn header_map(head: &Bytes, fields: &[(Range<usize>, Range<usize>)]) -> HeaderMa
 }
 
 /// Writes `response`: a body of known length in one piece with its head, any other
-/// chunked, each piece as it comes. While a body streams, the client's end stops it.
+/// chunked, as its pieces come (those ready together in one write). While a body
+/// streams, the client's end stops it.
 async fn write_response(
     io: &mut TcpStream,
     buf: &mut BytesMut,
