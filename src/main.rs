@@ -24,32 +24,49 @@ fn plain(align: usize, size: usize) -> bool {
     align <= PLAIN_ALIGN && align <= size
 }
 
+/// A block for `layout` from mimalloc's `plain` entry point when its own alignment covers
+/// the layout, else from the `aligned` one.
+///
+/// # Safety
+/// As `GlobalAlloc::alloc`.
+unsafe fn allocate(
+    layout: std::alloc::Layout,
+    plain_entry: unsafe extern "C" fn(usize) -> *mut std::ffi::c_void,
+    aligned_entry: unsafe extern "C" fn(usize, usize) -> *mut std::ffi::c_void,
+) -> *mut u8 {
+    let (size, align) = (layout.size(), layout.align());
+    // SAFETY: plain C allocation calls, with an alignment `plain` shows mimalloc gives.
+    unsafe {
+        if plain(align, size) {
+            plain_entry(size).cast()
+        } else {
+            aligned_entry(size, align).cast()
+        }
+    }
+}
+
 // SAFETY: each call hands mimalloc a layout it serves with at least the alignment asked
 // for (`plain`), or its aligned variant; blocks are freed by the same allocator.
 unsafe impl std::alloc::GlobalAlloc for Mimalloc {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        use libmimalloc_sys::{mi_malloc, mi_malloc_aligned};
-        let (size, align) = (layout.size(), layout.align());
-        // SAFETY: plain C allocation calls; see the impl's note.
+        // SAFETY: as the trait's.
         unsafe {
-            if plain(align, size) {
-                mi_malloc(size).cast()
-            } else {
-                mi_malloc_aligned(size, align).cast()
-            }
+            allocate(
+                layout,
+                libmimalloc_sys::mi_malloc,
+                libmimalloc_sys::mi_malloc_aligned,
+            )
         }
     }
 
     unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
-        use libmimalloc_sys::{mi_zalloc, mi_zalloc_aligned};
-        let (size, align) = (layout.size(), layout.align());
-        // SAFETY: as in `alloc`.
+        // SAFETY: as the trait's.
         unsafe {
-            if plain(align, size) {
-                mi_zalloc(size).cast()
-            } else {
-                mi_zalloc_aligned(size, align).cast()
-            }
+            allocate(
+                layout,
+                libmimalloc_sys::mi_zalloc,
+                libmimalloc_sys::mi_zalloc_aligned,
+            )
         }
     }
 

@@ -34,11 +34,41 @@ impl Raw {
     }
 }
 
-async fn connect(app: &TestApp) -> TcpStream {
-    let addr = app.url.trim_start_matches("http://");
-    let s = TcpStream::connect(addr).await.expect("connect");
-    s.set_nodelay(true).expect("nodelay");
-    s
+/// A raw connection to the gateway, with what it has read past the last response.
+struct Conn {
+    s: TcpStream,
+    pending: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(app: &TestApp) -> Conn {
+        let addr = app.url.trim_start_matches("http://");
+        let s = TcpStream::connect(addr).await.expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        Conn {
+            s,
+            pending: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).await.expect("write");
+    }
+
+    /// Reads one response (a length or a chunked body), keeping what follows it.
+    async fn response(&mut self) -> Raw {
+        read_response(&mut self.s, &mut self.pending).await
+    }
+
+    /// True when the server closes the connection (after what it already sent) within a
+    /// second.
+    async fn closes(&mut self) -> bool {
+        let mut buf = [0u8; 1024];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), self.s.read(&mut buf)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
 }
 
 fn chat_request(extra_headers: &str, body: &str) -> Vec<u8> {
@@ -54,8 +84,6 @@ fn chat(content: &str) -> String {
     json!({"model": "gpt", "messages": [{"role": "user", "content": content}]}).to_string()
 }
 
-/// Reads one response (a length or a chunked body) from `s`, keeping what follows it in
-/// `pending`.
 async fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>) -> Raw {
     let head_end = loop {
         if let Some(at) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -118,26 +146,16 @@ async fn fill(s: &mut TcpStream, pending: &mut Vec<u8>) {
     pending.extend_from_slice(&buf[..n]);
 }
 
-/// True when the server closes `s` (after what it already sent) within a second.
-async fn closes(s: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 1024];
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await,
-        Ok(Ok(0)) | Ok(Err(_))
-    )
-}
-
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order_on_one_connection() {
     let (up, app) = spawn_with_openai_gpt().await;
-    let mut s = connect(&app).await;
+    let mut c = Conn::open(&app).await;
     // Both requests in one write: the second arrives while the first is being answered.
     let mut both = chat_request("", &chat("first"));
     both.extend(chat_request("", &chat("second")));
-    s.write_all(&both).await.unwrap();
-    let mut pending = Vec::new();
-    let first = read_response(&mut s, &mut pending).await;
-    let second = read_response(&mut s, &mut pending).await;
+    c.send(&both).await;
+    let first = c.response().await;
+    let second = c.response().await;
     for r in [&first, &second] {
         assert_eq!(r.status_line, "HTTP/1.1 200 OK");
         assert_eq!(r.json()["choices"][0]["message"]["content"], "Hello world");
@@ -160,22 +178,20 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
 #[tokio::test]
 async fn another_route_on_the_same_connection_is_served_and_proxying_goes_on_after_it() {
     let (up, app) = spawn_with_openai_gpt().await;
-    let mut s = connect(&app).await;
-    let mut pending = Vec::new();
-    s.write_all(&chat_request("", &chat("one"))).await.unwrap();
-    assert_eq!(read_response(&mut s, &mut pending).await.status(), 200);
-    s.write_all(b"GET /health/liveliness HTTP/1.1\r\nhost: gw\r\n\r\n")
-        .await
-        .unwrap();
-    let health = read_response(&mut s, &mut pending).await;
+    let mut c = Conn::open(&app).await;
+    c.send(&chat_request("", &chat("one"))).await;
+    assert_eq!(c.response().await.status(), 200);
+    c.send(b"GET /health/liveliness HTTP/1.1\r\nhost: gw\r\n\r\n")
+        .await;
+    let health = c.response().await;
     assert_eq!(
         health.status(),
         200,
         "{}",
         String::from_utf8_lossy(&health.body)
     );
-    s.write_all(&chat_request("", &chat("two"))).await.unwrap();
-    let again = read_response(&mut s, &mut pending).await;
+    c.send(&chat_request("", &chat("two"))).await;
+    let again = c.response().await;
     assert_eq!(again.status(), 200);
     assert_eq!(again.headers["x-litellm-model-group"], "gpt");
     assert_eq!(up.hits(), 2);
@@ -185,38 +201,31 @@ async fn another_route_on_the_same_connection_is_served_and_proxying_goes_on_aft
 #[tokio::test]
 async fn a_streamed_answer_is_chunked_and_the_connection_is_reused() {
     let (_up, app) = spawn_with_openai_gpt().await;
-    let mut s = connect(&app).await;
-    let mut pending = Vec::new();
+    let mut c = Conn::open(&app).await;
     let body =
         json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
-    s.write_all(&chat_request("", &body.to_string()))
-        .await
-        .unwrap();
-    let streamed = read_response(&mut s, &mut pending).await;
+    c.send(&chat_request("", &body.to_string())).await;
+    let streamed = c.response().await;
     assert_eq!(streamed.status(), 200);
     assert_eq!(streamed.headers["transfer-encoding"], "chunked");
     assert_eq!(streamed.headers["content-type"], "text/event-stream");
     let text = String::from_utf8(streamed.body).unwrap();
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
-    s.write_all(&chat_request("", &chat("after")))
-        .await
-        .unwrap();
-    assert_eq!(read_response(&mut s, &mut pending).await.status(), 200);
+    c.send(&chat_request("", &chat("after"))).await;
+    assert_eq!(c.response().await.status(), 200);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn connection_close_is_answered_then_closed() {
     let (_up, app) = spawn_with_openai_gpt().await;
-    let mut s = connect(&app).await;
-    let mut pending = Vec::new();
-    s.write_all(&chat_request("connection: close\r\n", &chat("bye")))
-        .await
-        .unwrap();
-    let r = read_response(&mut s, &mut pending).await;
+    let mut c = Conn::open(&app).await;
+    c.send(&chat_request("connection: close\r\n", &chat("bye")))
+        .await;
+    let r = c.response().await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers["connection"], "close");
-    assert!(closes(&mut s).await, "the server kept the connection open");
+    assert!(c.closes().await, "the server kept the connection open");
     app.stop().await;
 }
 
@@ -226,20 +235,18 @@ async fn expect_continue_chunked_bodies_and_http_1_0_are_answered() {
     let body = chat("hi");
 
     // Expect: 100-continue: the interim answer first, then the real one.
-    let mut s = connect(&app).await;
-    let mut pending = Vec::new();
+    let mut c = Conn::open(&app).await;
     let mut head = chat_request("expect: 100-continue\r\n", "");
     head.truncate(head.len() - "content-length: 0\r\n\r\n".len());
     head.extend(format!("content-length: {}\r\n\r\n", body.len()).into_bytes());
-    s.write_all(&head).await.unwrap();
-    let interim = read_response(&mut s, &mut pending).await;
+    c.send(&head).await;
+    let interim = c.response().await;
     assert_eq!(interim.status(), 100);
-    s.write_all(body.as_bytes()).await.unwrap();
-    assert_eq!(read_response(&mut s, &mut pending).await.status(), 200);
+    c.send(body.as_bytes()).await;
+    assert_eq!(c.response().await.status(), 200);
 
     // A chunked body.
-    let mut s = connect(&app).await;
-    let mut pending = Vec::new();
+    let mut c = Conn::open(&app).await;
     let (a, b) = body.split_at(10);
     let chunked = format!(
         "POST /chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {MASTER_KEY}\r\n\
@@ -247,20 +254,19 @@ async fn expect_continue_chunked_bodies_and_http_1_0_are_answered() {
         a.len(),
         b.len()
     );
-    s.write_all(chunked.as_bytes()).await.unwrap();
-    assert_eq!(read_response(&mut s, &mut pending).await.status(), 200);
+    c.send(chunked.as_bytes()).await;
+    assert_eq!(c.response().await.status(), 200);
 
     // HTTP/1.0: answered, then closed.
-    let mut s = connect(&app).await;
-    let mut pending = Vec::new();
+    let mut c = Conn::open(&app).await;
     let mut old = chat_request("", &body);
     old.splice(
         0.."POST /v1/chat/completions HTTP/1.1".len(),
         *b"POST /v1/chat/completions HTTP/1.0",
     );
-    s.write_all(&old).await.unwrap();
-    assert_eq!(read_response(&mut s, &mut pending).await.status(), 200);
-    assert!(closes(&mut s).await);
+    c.send(&old).await;
+    assert_eq!(c.response().await.status(), 200);
+    assert!(c.closes().await);
 
     assert_eq!(up.hits(), 3);
     app.stop().await;
@@ -275,12 +281,9 @@ async fn an_oversized_body_and_a_malformed_head_get_the_usual_errors() {
         config_for(&[("gpt", "openai/gpt-4o", &base)])
     ))
     .await;
-    let mut s = connect(&app).await;
-    let mut pending = Vec::new();
-    s.write_all(&chat_request("", &chat(&"x".repeat(4000))))
-        .await
-        .unwrap();
-    let big = read_response(&mut s, &mut pending).await;
+    let mut c = Conn::open(&app).await;
+    c.send(&chat_request("", &chat(&"x".repeat(4000)))).await;
+    let big = c.response().await;
     assert_eq!(big.status(), 413);
     assert!(
         big.json()["error"]["message"].is_string(),
@@ -288,12 +291,10 @@ async fn an_oversized_body_and_a_malformed_head_get_the_usual_errors() {
         big.json()
     );
 
-    let mut s = connect(&app).await;
-    let mut pending = Vec::new();
-    s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nbad header line\r\n\r\n")
-        .await
-        .unwrap();
-    assert_eq!(read_response(&mut s, &mut pending).await.status(), 400);
+    let mut c = Conn::open(&app).await;
+    c.send(b"POST /v1/chat/completions HTTP/1.1\r\nbad header line\r\n\r\n")
+        .await;
+    assert_eq!(c.response().await.status(), 400);
     assert_eq!(up.hits(), 0);
     app.stop().await;
 }
@@ -313,16 +314,15 @@ async fn a_client_gone_before_the_answer_releases_what_its_request_held() {
             body.len()
         )
     };
-    let mut s = connect(&app).await;
-    s.write_all(request("abandoned").as_bytes()).await.unwrap();
+    let mut c = Conn::open(&app).await;
+    c.send(request("abandoned").as_bytes()).await;
     up.wait_for_requests(1).await;
-    drop(s);
+    drop(c);
     // Well before the upstream would have answered the first one.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut s = connect(&app).await;
-    let mut pending = Vec::new();
-    s.write_all(request("next").as_bytes()).await.unwrap();
-    let next = read_response(&mut s, &mut pending).await;
+    let mut c = Conn::open(&app).await;
+    c.send(request("next").as_bytes()).await;
+    let next = c.response().await;
     assert_eq!(
         next.status(),
         200,
@@ -335,8 +335,7 @@ async fn a_client_gone_before_the_answer_releases_what_its_request_held() {
 #[tokio::test]
 async fn the_headers_the_proxied_path_reads_reach_it() {
     let (up, app) = spawn_with_openai_gpt().await;
-    let mut s = connect(&app).await;
-    let mut pending = Vec::new();
+    let mut c = Conn::open(&app).await;
     let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}],
         "metadata": {"tags": ["from-body"]}})
     .to_string();
@@ -345,8 +344,8 @@ async fn the_headers_the_proxied_path_reads_reach_it() {
          X-LiteLLM-Tags: from-header, from-body\r\nX-Unread: 1\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(request.as_bytes()).await.unwrap();
-    let r = read_response(&mut s, &mut pending).await;
+    c.send(request.as_bytes()).await;
+    let r = c.response().await;
     assert_eq!(r.status(), 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(up.hits(), 1);
     app.flush_spend().await;
@@ -359,13 +358,10 @@ async fn the_headers_the_proxied_path_reads_reach_it() {
 #[tokio::test]
 async fn a_large_body_arrives_whole_through_the_loop() {
     let (up, app) = spawn_with_openai_gpt().await;
-    let mut s = connect(&app).await;
-    let mut pending = Vec::new();
+    let mut c = Conn::open(&app).await;
     let content = "y".repeat(300_000);
-    s.write_all(&chat_request("", &chat(&content)))
-        .await
-        .unwrap();
-    let r = read_response(&mut s, &mut pending).await;
+    c.send(&chat_request("", &chat(&content))).await;
+    let r = c.response().await;
     assert_eq!(r.status(), 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(up.last().body["messages"][0]["content"], json!(content));
     app.stop().await;
