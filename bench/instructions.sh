@@ -4,6 +4,7 @@
 # show changes of a few percent; instruction counts repeat within ±0.2k).
 #
 # Usage: bash bench/instructions.sh [chat|stream|virtual] [REQUESTS]
+#        BENCH_BUILD=pgo bash bench/instructions.sh ...   # the build of bench/pgo.sh
 #
 # Needs valgrind (`apt-get install valgrind`), a built gateway (`cargo build --release`),
 # the mock upstream and oha as bench/run.sh builds and installs them. The gateway runs on
@@ -16,6 +17,8 @@ KIND=${1:-chat}
 N=${2:-2000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 GW=$ROOT/target/release/switchyard
+# BENCH_BUILD=pgo: count the profile-guided build of bench/pgo.sh instead.
+[[ "${BENCH_BUILD:-plain}" == pgo ]] && GW=$ROOT/target/pgo/release/switchyard
 MOCK=$ROOT/bench/mock-upstream/target/release/mock-upstream
 OHA=$ROOT/bench/.tools/bin/oha
 for need in "$GW" "$MOCK" "$OHA"; do

@@ -18,6 +18,8 @@
 #   BENCH_CONCURRENCY   space-separated concurrency levels (default "1 16 64")
 #   BENCH_STREAM_CONC   concurrency of the streaming run, "" to skip (default 16)
 #   BENCH_SKIP_BUILD=1  do not run cargo build (use existing release binaries)
+#   BENCH_BUILD=pgo     measure the profile-guided build (bench/pgo.sh, target/pgo) instead of
+#                       the plain `cargo build --release` (default "plain")
 #   BENCH_DIRECT_ONLY=1 only benchmark the mock upstream (no gateway)
 #   BENCH_TOOL          force "oha" or "wrk"
 #   BENCH_OUT           also write the raw results as JSON to this path
@@ -25,7 +27,9 @@
 #   BENCH_KEY=virtual   load the gateway with a virtual key (budget, rpm/tpm and parallel
 #                       limits set high) instead of the master key: the governance path
 #   BENCH_BASELINE=0    skip the yardstick: a bare hyper pass-through proxy
-#                       (bench/baseline-proxy) on the gateway's core, run like the gateway
+#                       (bench/baseline-proxy) on the gateway's core, run like the gateway,
+#                       that adds LiteLLM's response headers to each answer
+#   BENCH_BASELINE_HEADERS=0  the yardstick without those headers (sessions 1-8)
 #
 # Only 127.0.0.1 is ever contacted, except crates.io / apt when the load tool
 # has to be installed. Layout: gateway on core 0, mock upstream + load tool on
@@ -39,17 +43,16 @@ ROUNDS="${BENCH_ROUNDS:-5}"
 WARMUP="${BENCH_WARMUP:-1}"
 CONCURRENCY="${BENCH_CONCURRENCY:-1 16 64}"
 STREAM_CONC="${BENCH_STREAM_CONC-16}"
-MASTER_KEY="sk-bench-master"
-BODY='{"model":"bench","messages":[{"role":"user","content":"hi"}]}'
-STREAM_BODY='{"model":"bench","messages":[{"role":"user","content":"hi"}],"stream":true}'
-TOOLS_DIR="$BENCH_DIR/.tools"
-MOCK_BIN="$BENCH_DIR/mock-upstream/target/release/mock-upstream"
+# shellcheck source=bench/common.sh
+source "$BENCH_DIR/common.sh"
 BASE_BIN="$BENCH_DIR/baseline-proxy/target/release/baseline-proxy"
 BASELINE="${BENCH_BASELINE:-1}"
-GW_BIN="$ROOT/target/release/switchyard"
-
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+BUILD="${BENCH_BUILD:-plain}"
+case "$BUILD" in
+  plain) GW_BIN="$ROOT/target/release/switchyard" ;;
+  pgo) GW_BIN="$ROOT/target/pgo/release/switchyard" ;;
+  *) echo "BENCH_BUILD must be plain or pgo, not '$BUILD'" >&2; exit 2 ;;
+esac
 
 # ---------------------------------------------------------------- cleanup
 PIDS=()
@@ -73,53 +76,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- prerequisites
-SUDO=""
-if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
-APT_UPDATED=0
-apt_install() {
-  command -v apt-get >/dev/null 2>&1 || return 1
-  if [[ $APT_UPDATED == 0 ]]; then $SUDO apt-get update -qq >&2 || return 1; APT_UPDATED=1; fi
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >&2
-}
-command -v cargo >/dev/null 2>&1 || die "cargo not found (install the Rust toolchain)"
-command -v python3 >/dev/null 2>&1 || apt_install python3 || die "python3 is required"
-command -v taskset >/dev/null 2>&1 || apt_install util-linux || true
-
-NCPU=$(nproc 2>/dev/null || echo 1)
-if command -v taskset >/dev/null 2>&1 && (( NCPU >= 2 )); then
-  PIN_GW=(taskset -c 0); PIN_MOCK=(taskset -c 1); PIN_LOAD=(taskset -c 1)
-else
-  log "warning: taskset unavailable or fewer than 2 cores; running unpinned"
-  PIN_GW=(); PIN_MOCK=(); PIN_LOAD=()
-fi
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-# Blocks until GET url answers 200 or the timeout (s) expires; also fails if pid dies.
-wait_http_200() {
-  local url=$1 pid=$2 timeout=${3:-30}
-  python3 - "$url" "$pid" "$timeout" <<'PY'
-import os, sys, time, urllib.request
-url, pid, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-deadline = time.time() + timeout
-while time.time() < deadline:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        sys.exit("process %d exited before %s answered" % (pid, url))
-    try:
-        with urllib.request.urlopen(url, timeout=1) as r:
-            if r.status == 200:
-                sys.exit(0)
-    except Exception:
-        pass
-    time.sleep(0.05)
-sys.exit("timed out waiting for %s" % url)
-PY
-}
-
 # POSTs once and checks for a 200; prints status + body head on failure.
 check_post() {
   local url=$1 body=$2 auth=${3:-}
@@ -146,17 +102,19 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # ---------------------------------------------------------------- build
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
-  log "building mock upstream (release)"
-  cargo build --release --quiet --manifest-path "$BENCH_DIR/mock-upstream/Cargo.toml" \
-    || die "mock upstream build failed"
+  build_mock
   if [[ "$BASELINE" == 1 ]]; then
     log "building baseline proxy (release)"
     cargo build --release --quiet --manifest-path "$BENCH_DIR/baseline-proxy/Cargo.toml" \
       || die "baseline proxy build failed"
   fi
   if [[ "${BENCH_DIRECT_ONLY:-0}" != 1 ]]; then
-    log "building switchyard (release)"
-    (cd "$ROOT" && cargo build --release --quiet) || die "switchyard build failed"
+    if [[ "$BUILD" == pgo ]]; then
+      bash "$BENCH_DIR/pgo.sh" || die "profile-guided build failed"
+    else
+      log "building switchyard (release)"
+      (cd "$ROOT" && cargo build --release --quiet) || die "switchyard build failed"
+    fi
   fi
 fi
 [[ -x "$MOCK_BIN" ]] || die "missing $MOCK_BIN"
@@ -165,16 +123,8 @@ if [[ "${BENCH_DIRECT_ONLY:-0}" != 1 ]]; then [[ -x "$GW_BIN" ]] || die "missing
 # ---------------------------------------------------------------- load tool
 TOOL="${BENCH_TOOL:-}"
 OHA=""; WRK=""
-find_oha() {
-  if [[ -x "$TOOLS_DIR/bin/oha" ]]; then OHA="$TOOLS_DIR/bin/oha"
-  elif command -v oha >/dev/null 2>&1; then OHA="$(command -v oha)"; fi
-  [[ -n "$OHA" ]]
-}
 if [[ -z "$TOOL" || "$TOOL" == oha ]]; then
-  if ! find_oha; then
-    log "installing oha into $TOOLS_DIR (cargo install oha --locked)"
-    if cargo install oha --locked --root "$TOOLS_DIR" >&2; then find_oha || true; fi
-  fi
+  OHA=$(find_or_install_oha) || OHA=""
   if [[ -n "$OHA" ]]; then TOOL=oha
   elif [[ "$TOOL" == oha ]]; then die "oha unavailable"; fi
 fi
@@ -278,7 +228,12 @@ if [[ "$BASELINE" == 1 ]]; then
   [[ -x "$BASE_BIN" ]] || die "missing $BASE_BIN"
   BPORT="$(free_port)"
   log "starting baseline proxy on 127.0.0.1:$BPORT (${PIN_GW[*]:-unpinned})"
-  "${PIN_GW[@]}" "$BASE_BIN" --port "$BPORT" --upstream "127.0.0.1:$MPORT" >"$WORK/baseline.log" 2>&1 &
+  BASE_ARGS=(--port "$BPORT" --upstream "127.0.0.1:$MPORT")
+  # The answer a LiteLLM client gets carries LiteLLM's response headers, and parsing them
+  # is work for the load tool on its core: the yardstick sends them too, so it measures
+  # what any LiteLLM-compatible proxy pays (bench/RESULTS.md, ninth session).
+  if [[ "${BENCH_BASELINE_HEADERS:-1}" == 1 ]]; then BASE_ARGS+=(--litellm-headers); fi
+  "${PIN_GW[@]}" "$BASE_BIN" "${BASE_ARGS[@]}" >"$WORK/baseline.log" 2>&1 &
   PIDS+=("$!")
   BASE_URL="http://127.0.0.1:$BPORT/v1/chat/completions"
   for _ in $(seq 50); do check_post "$BASE_URL" "$BODY" 2>/dev/null && break; sleep 0.1; done
@@ -320,15 +275,7 @@ YAML
   GW_KEY="$MASTER_KEY"
   if [[ "${BENCH_KEY:-master}" == virtual ]]; then
     # Limits far above what the run can reach: every check runs, none refuses.
-    GW_KEY=$(python3 - "http://127.0.0.1:$GPORT/key/generate" "$MASTER_KEY" <<'PY'
-import json, sys, urllib.request
-body = json.dumps({"key_alias": "bench", "max_budget": 1e9, "rpm_limit": 10**9,
-                   "tpm_limit": 10**12, "max_parallel_requests": 100000}).encode()
-req = urllib.request.Request(sys.argv[1], data=body, method="POST", headers={
-    "Authorization": "Bearer " + sys.argv[2], "Content-Type": "application/json"})
-print(json.load(urllib.request.urlopen(req, timeout=10))["key"])
-PY
-) || die "could not create the virtual key"
+    GW_KEY=$(generate_bench_key "http://127.0.0.1:$GPORT") || die "could not create the virtual key"
     log "using a virtual key (governance path)"
   fi
   if ! check_post "$GW_URL" "$BODY" "$GW_KEY"; then
@@ -425,8 +372,8 @@ for label, s in summary.items():
                   f(bv and bv["added_p50"], "+.3f"), f(bv and bv["added_p99"], "+.3f")])
 w = [max(len(str(x)) for x in col) for col in zip(hdr, *lines)]
 print()
-print("Switchyard overhead benchmark  (tool: %s; medians of %d interleaved rounds of %s s runs; "
-      "latencies in ms)" % (tool, rounds, secs))
+print("Switchyard overhead benchmark  (tool: %s; %s build; medians of %d interleaved rounds of "
+      "%s s runs; latencies in ms)" % (tool, os.environ.get("BENCH_BUILD", "plain"), rounds, secs))
 print("  ".join(str(h).rjust(n) for h, n in zip(hdr, w)))
 print("  ".join("-" * n for n in w))
 for l in lines:
@@ -455,11 +402,14 @@ if v:
 v = verdict("baseline")
 if v:
     ratio, a50, a99 = v
-    print("baseline proxy, same targets: ratio@c64 %.2f %s | worst added p50 %.3f ms %s | "
+    which = ("with LiteLLM's response headers"
+             if os.environ.get("BENCH_BASELINE_HEADERS", "1") == "1" else "bare")
+    print("baseline proxy (%s), same targets: ratio@c64 %.2f %s | worst added p50 %.3f ms %s | "
           "worst added p99 %.3f ms %s" % (
-              ratio, ok(ratio >= 0.8), a50, ok(a50 <= 0.2), a99, ok(a99 <= 1.0)))
+              which, ratio, ok(ratio >= 0.8), a50, ok(a50 <= 0.2), a99, ok(a99 <= 1.0)))
 if out:
-    json.dump({"tool": tool, "seconds": int(secs), "rounds": rounds, "rss_idle_kb": ri,
+    json.dump({"tool": tool, "seconds": int(secs), "build": os.environ.get("BENCH_BUILD", "plain"),
+               "baseline_headers": os.environ.get("BENCH_BASELINE_HEADERS", "1") == "1", "rounds": rounds, "rss_idle_kb": ri,
                "rss_after_kb": ra, "runs": summary}, open(out, "w"), indent=2)
     print("raw results written to", out)
 PY

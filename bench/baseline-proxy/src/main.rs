@@ -1,6 +1,6 @@
 //! baseline-proxy: the cheapest HTTP/1.1 reverse proxy hyper allows, as a yardstick.
 //!
-//! Usage: baseline-proxy --port N --upstream 127.0.0.1:PORT
+//! Usage: baseline-proxy --port N --upstream 127.0.0.1:PORT [--litellm-headers]
 //!
 //! Every request is forwarded to the upstream with the same method, path, headers
 //! and body (pooled keep-alive client, TCP_NODELAY both sides) and the answer is
@@ -18,6 +18,26 @@ use hyper_util::{
 use tokio::net::TcpListener;
 
 static BURN_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static LITELLM_HEADERS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// With `--litellm-headers`: the response headers a LiteLLM-compatible gateway adds to a
+/// chat answer (names as LiteLLM sends them, values as long as the gateway's for the
+/// benchmark's request), so the client parses the same head through either proxy.
+const LITELLM_RESPONSE_HEADERS: [(&str, &str); 10] = [
+    (
+        "x-litellm-call-id",
+        "chatcmpl-a5a468b8-527b-4db4-9a54-32ad7907b972",
+    ),
+    ("x-litellm-response-cost", "0.000023"),
+    ("x-litellm-attempted-retries", "0"),
+    ("x-litellm-attempted-fallbacks", "0"),
+    ("x-litellm-response-duration-ms", "0.084"),
+    ("x-litellm-overhead-duration-ms", "0.005"),
+    ("x-litellm-model-id", "d72d47445d6d4f30"),
+    ("x-litellm-model-api-base", "http://127.0.0.1:19000/v1"),
+    ("x-litellm-model-group", "bench"),
+    ("x-litellm-version", "0.1.0"),
+];
 
 type Upstream = Client<HttpConnector, Incoming>;
 
@@ -50,7 +70,18 @@ async fn forward(
         .unwrap_or_else(|_| Uri::from_static("http://127.0.0.1/"));
     *req.uri_mut() = uri;
     match client.request(req).await {
-        Ok(resp) => Ok(resp),
+        Ok(mut resp) => {
+            if LITELLM_HEADERS.load(std::sync::atomic::Ordering::Relaxed) {
+                let headers = resp.headers_mut();
+                for (name, value) in LITELLM_RESPONSE_HEADERS {
+                    headers.append(
+                        hyper::header::HeaderName::from_static(name),
+                        hyper::header::HeaderValue::from_static(value),
+                    );
+                }
+            }
+            Ok(resp)
+        }
         Err(e) => {
             eprintln!("upstream error: {e}");
             std::process::exit(1);
@@ -68,6 +99,9 @@ async fn main() {
     );
     if let Some(b) = arg("--burn-us").and_then(|b| b.parse().ok()) {
         BURN_US.store(b, std::sync::atomic::Ordering::Relaxed);
+    }
+    if std::env::args().any(|a| a == "--litellm-headers") {
+        LITELLM_HEADERS.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
