@@ -17,8 +17,8 @@
 # over 1.3 % of the core, bench/RESULTS.md), which is what profile-guided layout and
 # inlining help most. On the benchmark's request it cuts the gateway's instructions by
 # ~14 % and its user-space CPU a request by ~1.3 µs. Same sources, same behaviour: only
-# code placement, inlining and branch layout change. bench/run.sh measures this build
-# unless BENCH_BUILD=plain.
+# code placement, inlining and branch layout change. `BENCH_BUILD=pgo bash bench/run.sh`
+# builds and measures it; the default there is the plain release build.
 #
 # Only 127.0.0.1 is contacted, except crates.io / the Rust distribution server when oha or
 # llvm-tools have to be installed.
