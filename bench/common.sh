@@ -84,3 +84,20 @@ req = urllib.request.Request(sys.argv[1], data=body, method="POST", headers={
 print(json.load(urllib.request.urlopen(req, timeout=10))["key"])
 PY
 }
+
+# write_bench_config PATH MOCK_PORT: one model group `bench` -> the mock, the master key.
+write_bench_config() {
+  cat >"$1" <<YAML
+model_list:
+  - model_name: bench
+    litellm_params:
+      model: openai/bench
+      api_base: http://127.0.0.1:$2/v1
+      api_key: sk-x
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+
+general_settings:
+  master_key: $MASTER_KEY
+YAML
+}

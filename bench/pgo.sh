@@ -65,18 +65,7 @@ MPORT=$(free_port)
 "${PIN_MOCK[@]}" "$MOCK_BIN" --port "$MPORT" >"$WORK/mock.log" 2>&1 &
 PIDS+=("$!")
 wait_http_200 "http://127.0.0.1:$MPORT/health" "$!" 15 || die "mock upstream did not start"
-cat >"$WORK/config.yaml" <<YAML
-model_list:
-  - model_name: bench
-    litellm_params:
-      model: openai/bench
-      api_base: http://127.0.0.1:$MPORT/v1
-      api_key: sk-x
-      input_cost_per_token: 0.000001
-      output_cost_per_token: 0.000002
-general_settings:
-  master_key: $MASTER_KEY
-YAML
+write_bench_config "$WORK/config.yaml" "$MPORT"
 
 # train_load URL CONC SECONDS KEY BODY
 train_load() {

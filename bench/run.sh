@@ -245,19 +245,7 @@ if [[ "${BENCH_DIRECT_ONLY:-0}" != 1 ]]; then
   GPORT="${BENCH_GATEWAY_PORT:-$(free_port)}"
   CFG="$WORK/config.yaml"
   mkdir -p "$WORK/data"
-  cat >"$CFG" <<YAML
-model_list:
-  - model_name: bench
-    litellm_params:
-      model: openai/bench
-      api_base: http://127.0.0.1:$MPORT/v1
-      api_key: sk-x
-      input_cost_per_token: 0.000001
-      output_cost_per_token: 0.000002
-
-general_settings:
-  master_key: $MASTER_KEY
-YAML
+  write_bench_config "$CFG" "$MPORT"
   log "starting switchyard on 127.0.0.1:$GPORT (${PIN_GW[*]:-unpinned})"
   GW_ARGS=(--config "$CFG" --port "$GPORT" --data-dir "$WORK/data")
   # Bind to loopback when the binary knows --host (its default may be 0.0.0.0).
